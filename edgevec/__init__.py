@@ -1,0 +1,58 @@
+"""edgevec: an embedded, on-device retrieval engine in one memory-mapped file.
+
+Importing edgevec compiles nothing, loads no model, starts no threads and changes no
+global configuration.
+"""
+
+from .errors import (
+    AccessDenied,
+    ChecksumMismatch,
+    DimensionMismatch,
+    DuplicateId,
+    EdgevecError,
+    FormatError,
+    IdTypeMismatch,
+    IndexExists,
+    IndexNotFound,
+    IndexStateError,
+    InvalidInput,
+    LockedError,
+    ModelMismatch,
+    NotAnEdgevecFile,
+    ReadOnlyError,
+    TruncatedFile,
+    UnknownId,
+    UnsupportedVersion,
+    WriteFailed,
+)
+from .index import Index, Record, info, open, verify  # noqa: A004 - edgevec.open is public
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessDenied",
+    "ChecksumMismatch",
+    "DimensionMismatch",
+    "DuplicateId",
+    "EdgevecError",
+    "FormatError",
+    "IdTypeMismatch",
+    "Index",
+    "IndexExists",
+    "IndexNotFound",
+    "IndexStateError",
+    "InvalidInput",
+    "LockedError",
+    "ModelMismatch",
+    "NotAnEdgevecFile",
+    "ReadOnlyError",
+    "Record",
+    "TruncatedFile",
+    "UnknownId",
+    "UnsupportedVersion",
+    "WriteFailed",
+    "__version__",
+    "info",
+    "open",
+    "verify",
+]

@@ -1,0 +1,172 @@
+"""The exception tree: every error edgevec raises derives from `EdgevecError`.
+
+Messages name the offending value, the limit it broke and, where there is one,
+the fix. Errors about a file carry its path and, for format problems, the byte
+offset where the problem was found.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = [
+    "EdgevecError",
+    "FormatError",
+    "NotAnEdgevecFile",
+    "UnsupportedVersion",
+    "ChecksumMismatch",
+    "TruncatedFile",
+    "HeaderError",
+    "MalformedDirectory",
+    "SectionError",
+    "SectionOutOfBounds",
+    "SectionMisaligned",
+    "SectionOverlap",
+    "SectionLengthMismatch",
+    "StringTableError",
+    "IndexNotFound",
+    "AccessDenied",
+    "IndexExists",
+    "IndexStateError",
+    "ReadOnlyError",
+    "LockedError",
+    "WriteFailed",
+    "InvalidInput",
+    "DimensionMismatch",
+    "DuplicateId",
+    "IdTypeMismatch",
+    "UnknownId",
+    "ModelMismatch",
+]
+
+
+class EdgevecError(Exception):
+    """Root of every error edgevec raises."""
+
+
+# --- the file ---------------------------------------------------------------------------
+
+
+class FormatError(EdgevecError):
+    """The bytes on disk break a rule of formats/SPEC.md.
+
+    `path` and `offset` (a byte offset, or None) say where.
+    """
+
+    def __init__(self, message: str, *, path: str | os.PathLike | None = None,
+                 offset: int | None = None) -> None:
+        self.path = None if path is None else os.fspath(path)
+        self.offset = offset
+        where = []
+        if self.path is not None:
+            where.append(self.path)
+        if offset is not None:
+            where.append(f"byte {offset}")
+        prefix = f"{': '.join(where)}: " if where else ""
+        super().__init__(prefix + message)
+
+
+class NotAnEdgevecFile(FormatError):
+    """The file does not start with the edgevec magic number (rule F1)."""
+
+
+class UnsupportedVersion(FormatError):
+    """The file's major format version is not one this reader understands (rule F2)."""
+
+
+class ChecksumMismatch(FormatError):
+    """A CRC32 stored in the file does not match the bytes it covers."""
+
+
+class TruncatedFile(FormatError):
+    """The file is shorter than its header or commit record says it is."""
+
+
+class HeaderError(FormatError):
+    """A field of the fixed header or of a commit slot is invalid."""
+
+
+class MalformedDirectory(FormatError):
+    """The JSON directory is not valid UTF-8/JSON or misses or mistypes a required key."""
+
+
+class SectionError(FormatError):
+    """A section descriptor is inconsistent with the rest of the file."""
+
+
+class SectionOutOfBounds(SectionError):
+    """A section reaches outside the committed part of the file."""
+
+
+class SectionMisaligned(SectionError):
+    """A section does not start on a 64-byte boundary."""
+
+
+class SectionOverlap(SectionError):
+    """Two sections share bytes."""
+
+
+class SectionLengthMismatch(SectionError):
+    """A section's byte length disagrees with its dtype and shape, or its shape with the rows."""
+
+
+class StringTableError(FormatError):
+    """A string table's offsets are not monotonic, overrun its bytes, or hold invalid UTF-8."""
+
+
+# --- using an index -----------------------------------------------------------------------
+
+
+class IndexNotFound(EdgevecError, FileNotFoundError):
+    """The path does not exist."""
+
+
+class AccessDenied(EdgevecError, PermissionError):
+    """The operating system refused access to the path (permissions, read-only location)."""
+
+
+class IndexExists(EdgevecError, FileExistsError):
+    """`Index.create` was asked to write where a file already exists."""
+
+
+class IndexStateError(EdgevecError):
+    """The index is closed, or the operation does not fit its current state."""
+
+
+class ReadOnlyError(IndexStateError):
+    """A write was attempted on an index opened read-only."""
+
+
+class LockedError(EdgevecError):
+    """Another writer holds the index's lock."""
+
+
+class WriteFailed(EdgevecError):
+    """Writing to disk failed (full disk, quota, I/O error); the committed state is intact."""
+
+
+class InvalidInput(EdgevecError, ValueError):
+    """An argument has the wrong type, shape or value."""
+
+
+class DimensionMismatch(InvalidInput):
+    """Vectors do not have the index's dimension."""
+
+
+class DuplicateId(InvalidInput):
+    """An id is already present in the index, or repeated within one batch."""
+
+
+class IdTypeMismatch(InvalidInput):
+    """An id's type (str or int) differs from the index's id type."""
+
+
+class UnknownId(EdgevecError, KeyError):
+    """An id is not in the index."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the sentence readable
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelMismatch(EdgevecError):
+    """Vectors or an embedder do not match the model the index was built with."""

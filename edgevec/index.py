@@ -1,0 +1,516 @@
+"""The user-facing `Index`: create or open a .edgevec file, add, delete, get, compact.
+
+All validation of user input happens here, before anything is encoded or written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import codecs
+from .errors import (
+    DimensionMismatch,
+    DuplicateId,
+    IdTypeMismatch,
+    IndexStateError,
+    InvalidInput,
+    ReadOnlyError,
+    UnknownId,
+)
+from .storage.columns import check_field_name, encode_columns
+from .storage.directory import MAX_DIM
+from .storage.layout import METRICS, VERSION_MAJOR, VERSION_MINOR
+from .storage.reader import Snapshot
+from .storage.segments import batch_pending, compact_pending
+from .storage.strings import id_keys
+from .storage.writer import Pending, Writer, create_file
+
+Id = int | str
+MAX_ID_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored row: its id, its vector (float32, decoded from float16 when stored,
+    else from int8), its text and metadata (None when the row has none)."""
+
+    id: Id
+    vector: np.ndarray
+    text: str | None
+    metadata: dict[str, Any] | None
+
+
+class Index:
+    """A vector index stored in one .edgevec file.
+
+    Create one with `Index.create`, open one with `Index.open` / `edgevec.open`. A
+    read-only index memory-maps the file and never changes it; a writable one holds the
+    file's writer lock until `close()`.
+    """
+
+    def __init__(self, path: str, snapshot: Snapshot, writer: Writer | None) -> None:
+        self._path = path
+        self._snap: Snapshot | None = snapshot
+        self._writer = writer
+
+    # --- constructors ----------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, *, dim: int, metric: str = "cosine",
+               store_f16: bool = False, overwrite: bool = False,
+               user_metadata: dict[str, Any] | None = None,
+               lock_timeout: float = 0.0) -> "Index":
+        """Create an empty index file for `dim`-dimensional vectors and open it for writing.
+
+        Parameters
+        ----------
+        path : the file to create; an existing file is an error unless `overwrite`.
+        dim : vector dimension, 1..65536.
+        metric : "cosine" (vectors are L2-normalised on add) or "dot".
+        store_f16 : also store float16 vectors (exact rescoring and `get`; +2 bytes/dim/row).
+        user_metadata : a JSON object stored in the file header (e.g. corpus name).
+        """
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) \
+                or not 1 <= int(dim) <= MAX_DIM:
+            raise InvalidInput(f"dim must be an int in [1, {MAX_DIM}], got {dim!r}")
+        if metric not in METRICS:
+            raise InvalidInput(f"metric must be one of {METRICS}, got {metric!r}")
+        user = {} if user_metadata is None else user_metadata
+        if not isinstance(user, dict):
+            raise InvalidInput(f"user_metadata must be a dict, got {type(user).__name__}")
+        _json_dumps(user, "user_metadata")
+        meta = {"dim": int(dim), "metric": metric, "id_type": None,
+                "codecs": ["binary", "int8"] + (["f16"] if store_f16 else []),
+                "rows": 0, "deleted": 0, "next_auto_id": 0, "fields": {},
+                "rescore_m": None, "embedder": None, "user": user}
+        path = os.fspath(path)
+        create_file(path, meta, overwrite=overwrite)
+        return cls.open(path, writable=True, lock_timeout=lock_timeout)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, writable: bool = False,
+             lock_timeout: float = 0.0) -> "Index":
+        """Open an index file: read-only by default (memory-mapped, O(1) in rows); with
+        `writable=True` take the single-writer lock, waiting up to `lock_timeout` s."""
+        path = os.fspath(path)
+        if writable:
+            writer = Writer(path, lock_timeout=lock_timeout)
+            return cls(path, writer.snapshot, writer)
+        return cls(path, Snapshot(path), None)
+
+    # --- state -----------------------------------------------------------------------
+
+    @property
+    def _s(self) -> Snapshot:
+        if self._writer is not None:
+            return self._writer.snapshot
+        if self._snap is None:
+            raise IndexStateError(f"{self._path}: the index is closed; open it again with "
+                                  "edgevec.open(path)")
+        return self._snap
+
+    def _w(self) -> Writer:
+        if self._writer is None:
+            if self._snap is None:
+                raise IndexStateError(f"{self._path}: the index is closed")
+            raise ReadOnlyError(f"{self._path} is open read-only; open it with "
+                                "edgevec.open(path, writable=True) to change it")
+        return self._writer
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def dim(self) -> int:
+        return self._s.dim
+
+    @property
+    def metric(self) -> str:
+        return self._s.meta["metric"]
+
+    @property
+    def writable(self) -> bool:
+        return self._writer is not None
+
+    @property
+    def generation(self) -> int:
+        """Commit generation of the state this object sees (grows with every commit)."""
+        return self._s.generation
+
+    @property
+    def user_metadata(self) -> dict[str, Any]:
+        return dict(self._s.meta["user"])
+
+    def __len__(self) -> int:
+        return self._s.live
+
+    def __contains__(self, ident: object) -> bool:
+        try:
+            return self._s.find(self._check_one_id(ident)) is not None
+        except (IdTypeMismatch, InvalidInput):
+            return False
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self._snap is None and self._writer is None:
+            return f"<edgevec.Index {self._path!r} closed>"
+        mode = "writable" if self.writable else "read-only"
+        return (f"<edgevec.Index {self._path!r} {mode} dim={self.dim} rows={len(self)} "
+                f"generation={self.generation}>")
+
+    def close(self) -> None:
+        """Release the map and, for a writer, the lock. Arrays handed out stay valid."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._snap is not None:
+            self._snap.close()
+        self._snap = None
+
+    def refresh(self) -> bool:
+        """See the newest committed state (another process may have written since this
+        index was opened). Returns True when the state changed."""
+        if self._writer is not None:
+            return False
+        old = self._s
+        new = Snapshot(self._path)
+        if new.inode == old.inode and new.generation == old.generation:
+            new.close()
+            return False
+        self._snap = new
+        old.close()
+        return True
+
+    # --- reading -----------------------------------------------------------------------
+
+    def get(self, ident: Id) -> Record:
+        """The stored row with id `ident`; raises `UnknownId` when there is none."""
+        s = self._s
+        row = s.find(self._check_one_id(ident))
+        if row is None:
+            raise UnknownId(f"id {ident!r} is not in {self._path}")
+        return self._record(row)
+
+    def _record(self, row: int) -> Record:
+        s = self._s
+        seg, local = s.locate(row)
+        f16 = s.segment_array("f16", seg)
+        if f16 is not None:
+            vector = np.array(f16[local], dtype=np.float32)
+        else:
+            vector = codecs.dequantize_int8(s.segment_array("int8", seg)[local],
+                                            s.calibration())
+        return Record(s.id_at(seg, local), vector, s.text_at(seg, local),
+                      s.metadata_at(seg, local))
+
+    def ids(self) -> list[Id]:
+        """Ids of the live rows, in row order (reads every id: O(rows))."""
+        s = self._s
+        deleted = s.deleted_mask()
+        out: list[Id] = []
+        for seg, info in enumerate(s.directory.segments):
+            if s.meta["id_type"] == "int":
+                ids = s.segment_array("ids.int", seg).tolist()
+            else:
+                ids = s.table("ids", seg).all()
+            alive = ~deleted[info.row_start:info.row_start + info.rows]
+            out += [i for i, keep in zip(ids, alive.tolist()) if keep]
+        return out
+
+    def info(self) -> dict[str, Any]:
+        return _info(self._s)
+
+    def verify(self) -> dict[str, Any]:
+        """Check every checksum and structural rule; raises a FormatError on damage."""
+        return self._s.verify()
+
+    # --- writing -----------------------------------------------------------------------
+
+    def add(self, vectors: Any = None, *, ids: Sequence[Id] | None = None,
+            texts: Sequence[str] | None = None,
+            metadata: Sequence[dict[str, Any] | None] | None = None) -> list[Id]:
+        """Add a batch of rows as one atomic commit and return their ids.
+
+        Parameters
+        ----------
+        vectors : float array [n, dim] (or [dim] for one row); finite values. With metric
+            "cosine" rows are L2-normalised (a zero row is an error).
+        ids : n unique ids, all int or all str (the index keeps the type of its first
+            batch). Omitted: consecutive ints are assigned. An id already live in the index
+            raises `DuplicateId` and nothing is written.
+        texts : n strings stored with the rows.
+        metadata : n dicts (or None) of JSON values; scalar fields become filterable columns.
+        """
+        w = self._w()
+        s = w.snapshot
+        if vectors is None:
+            raise InvalidInput("add() needs vectors=: this index has no embedder to turn texts "
+                               "into vectors")
+        x = self._check_vectors(vectors, s)
+        n = len(x)
+        if n == 0:
+            return []
+        id_list, id_type, next_auto = self._check_ids(ids, n, s)
+        text_list = _check_texts(texts, n)
+        meta_list = _check_metadata(metadata, n)
+        keys = id_keys(id_list, id_type)
+        self._check_unique(id_list, keys, s)
+
+        meta_update: dict[str, Any] = {"id_type": id_type, "next_auto_id": next_auto}
+        pending: list[Pending] = []
+        calibration = s.calibration()
+        if calibration is None:
+            calibration = codecs.calibrate_int8(x)
+            pending.append(Pending.of("calibration", calibration))
+        columns: list = []
+        meta_json = None
+        if meta_list is not None:
+            columns, added = encode_columns(meta_list, s.meta["fields"])
+            if added:
+                meta_update["fields"] = {**s.meta["fields"], **added}
+            meta_json = [_json_dumps(m, f"metadata[{i}]") if m else ""
+                         for i, m in enumerate(meta_list)]
+        pending += batch_pending(
+            binary=codecs.sign_bits(x), int8=codecs.quantize_int8(x, calibration),
+            f16=codecs.to_f16(x) if "f16" in s.meta["codecs"] else None,
+            ids=id_list, id_type=id_type, texts=text_list, meta_json=meta_json,
+            columns=columns)
+        w.commit(pending, segment_rows=n, meta=meta_update)
+        return list(id_list)
+
+    def delete(self, ids: Iterable[Id]) -> int:
+        """Delete rows by id as one atomic commit; returns how many were deleted.
+        An id that is not live raises `UnknownId` and nothing is deleted."""
+        w = self._w()
+        s = w.snapshot
+        if isinstance(ids, (str, int)):
+            ids = [ids]
+        wanted = list(dict.fromkeys(self._check_one_id(i) for i in ids))
+        if not wanted:
+            return 0
+        rows = s.find_many(wanted, id_keys(wanted, s.meta["id_type"]))
+        missing = [i for i, r in zip(wanted, rows.tolist()) if r < 0]
+        if missing:
+            raise UnknownId(f"{len(missing)} of {len(wanted)} ids are not in {self._path} "
+                            f"(first: {missing[0]!r}); nothing was deleted")
+        w.commit([Pending.of("tombstones", np.sort(rows).astype("<u8"))], segment_rows=None)
+        return len(wanted)
+
+    def compact(self) -> dict[str, int]:
+        """Rewrite the live rows into a fresh file that atomically replaces this one.
+        Returns the file size before and after."""
+        w = self._w()
+        before = os.path.getsize(self._path)
+        s = w.snapshot
+        pending, total = compact_pending(s)
+        meta = dict(s.meta, rows=0, deleted=0)
+        w.replace_with(meta, pending, total if total else None)
+        return {"bytes_before": before, "bytes_after": os.path.getsize(self._path),
+                "rows": total}
+
+    # --- validation ----------------------------------------------------------------------
+
+    def _check_vectors(self, vectors: Any, s: Snapshot) -> np.ndarray:
+        try:
+            x = np.asarray(vectors)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"vectors must be a numeric array: {exc}") from None
+        if x.dtype.kind not in "fiu":
+            raise InvalidInput(f"vectors must be a float array, got dtype {x.dtype}")
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2:
+            raise InvalidInput(f"vectors must have shape [n, {s.dim}], got {list(x.shape)}")
+        if x.shape[1] != s.dim:
+            raise DimensionMismatch(f"vectors have dimension {x.shape[1]} but {self._path} "
+                                    f"holds {s.dim}-dimensional vectors")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        finite = np.isfinite(x).all(axis=1)
+        if not finite.all():
+            bad = int(np.argmin(finite))
+            raise InvalidInput(f"vector {bad} contains NaN or infinity (after conversion to "
+                               "float32); every value must be finite")
+        if s.meta["metric"] == "cosine" and len(x):
+            norms = np.linalg.norm(x, axis=1)
+            if not (norms > 0).all():
+                bad = int(np.argmin(norms > 0))
+                raise InvalidInput(f"vector {bad} is all zeros; cosine similarity needs a "
+                                   "non-zero vector")
+            x = x / norms[:, None]
+        return x
+
+    def _check_one_id(self, ident: Any) -> Id:
+        id_type = self._s.meta["id_type"]
+        value, kind = _normalise_id(ident)
+        if id_type is not None and kind != id_type:
+            raise IdTypeMismatch(f"id {ident!r} is {kind} but the ids of {self._path} are "
+                                 f"{id_type}")
+        return value
+
+    def _check_ids(self, ids: Any, n: int, s: Snapshot) -> tuple[list[Id], str, int]:
+        id_type = s.meta["id_type"]
+        next_auto = s.meta["next_auto_id"]
+        if ids is None:
+            if id_type == "str":
+                raise InvalidInput(f"{self._path} has str ids: pass ids= for every row")
+            return list(range(next_auto, next_auto + n)), "int", next_auto + n
+        if isinstance(ids, (str, bytes)):
+            raise InvalidInput("ids must be a sequence of ids, not a single str")
+        ids = list(ids.tolist() if isinstance(ids, np.ndarray) else ids)
+        if len(ids) != n:
+            raise InvalidInput(f"got {len(ids)} ids for {n} vectors; give one id per row")
+        out = []
+        kinds = set()
+        for i, ident in enumerate(ids):
+            try:
+                value, kind = _normalise_id(ident)
+            except InvalidInput as exc:
+                raise InvalidInput(f"ids[{i}]: {exc}") from None
+            out.append(value)
+            kinds.add(kind)
+        if len(kinds) > 1:
+            raise IdTypeMismatch("ids mix int and str; an index uses one id type")
+        kind = kinds.pop()
+        if id_type is not None and kind != id_type:
+            raise IdTypeMismatch(f"ids are {kind} but the ids of {self._path} are {id_type}")
+        if kind == "int":
+            next_auto = max(next_auto, max(out) + 1) if max(out) + 1 < 2**63 else next_auto
+        return out, kind, next_auto
+
+    def _check_unique(self, ids: list[Id], keys: np.ndarray, s: Snapshot) -> None:
+        if len(set(ids)) != len(ids):
+            seen: set = set()
+            dup = next(i for i in ids if i in seen or seen.add(i))
+            raise DuplicateId(f"id {dup!r} appears twice in this batch; ids must be unique")
+        rows = s.find_many(ids, keys)
+        if (rows >= 0).any():
+            j = int(np.argmax(rows >= 0))
+            raise DuplicateId(f"id {ids[j]!r} is already in {self._path}; delete it first to "
+                              "replace it; nothing was added")
+
+
+def _normalise_id(ident: Any) -> tuple[Id, str]:
+    if isinstance(ident, (bool, np.bool_)):
+        raise InvalidInput(f"an id must be int or str, got bool {ident!r}")
+    if isinstance(ident, (int, np.integer)):
+        value = int(ident)
+        if not -2**63 <= value < 2**63:
+            raise InvalidInput(f"int id {value} is outside the int64 range")
+        return value, "int"
+    if isinstance(ident, str):
+        if len(ident.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+            raise InvalidInput(f"str id of {len(ident)} characters exceeds {MAX_ID_BYTES} bytes")
+        try:
+            ident.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(f"str id {ident!r:.60} is not encodable as UTF-8") from None
+        return ident, "str"
+    raise InvalidInput(f"an id must be int or str, got {type(ident).__name__} {ident!r:.60}")
+
+
+def _check_texts(texts: Any, n: int) -> list[str] | None:
+    if texts is None:
+        return None
+    if isinstance(texts, str):
+        raise InvalidInput("texts must be a sequence of str, not a single str")
+    texts = list(texts)
+    if len(texts) != n:
+        raise InvalidInput(f"got {len(texts)} texts for {n} rows; give one text per row")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise InvalidInput(f"texts[{i}] is {type(t).__name__}, expected str")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(f"texts[{i}] is not encodable as UTF-8") from None
+    return texts
+
+
+def _check_metadata(metadata: Any, n: int) -> list[dict | None] | None:
+    if metadata is None:
+        return None
+    if isinstance(metadata, dict):
+        raise InvalidInput("metadata must be a sequence of dicts (one per row), not one dict")
+    metadata = list(metadata)
+    if len(metadata) != n:
+        raise InvalidInput(f"got {len(metadata)} metadata entries for {n} rows")
+    for i, m in enumerate(metadata):
+        if m is None:
+            continue
+        if not isinstance(m, dict):
+            raise InvalidInput(f"metadata[{i}] is {type(m).__name__}, expected dict or None")
+        for key in m:
+            check_field_name(key)
+    return metadata
+
+
+def _json_dumps(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def _info(s: Snapshot) -> dict[str, Any]:
+    d = s.directory
+    by_kind: dict[str, int] = {}
+    for sec in d.sections:
+        by_kind[sec.kind] = by_kind.get(sec.kind, 0) + sec.length
+    return {
+        "path": s.path,
+        "format_version": f"{s.header.preamble.major}.{s.header.preamble.minor}",
+        "reader_version": f"{VERSION_MAJOR}.{VERSION_MINOR}",
+        "generation": s.generation,
+        "dim": s.dim,
+        "metric": s.meta["metric"],
+        "rows": s.live,
+        "stored_rows": s.rows,
+        "deleted": s.meta["deleted"],
+        "segments": len(d.segments),
+        "id_type": s.meta["id_type"],
+        "codecs": list(s.meta["codecs"]),
+        "fields": dict(s.meta["fields"]),
+        "rescore_m": s.meta.get("rescore_m"),
+        "embedder": s.meta.get("embedder"),
+        "user": s.meta["user"],
+        "file_bytes": s.header.file_size,
+        "committed_bytes": s.header.slot.committed_length,
+        "section_bytes": by_kind,
+    }
+
+
+def open(path: str | os.PathLike, *, writable: bool = False,  # noqa: A001 - public name
+         lock_timeout: float = 0.0) -> Index:
+    """Open an index file; see `Index.open`."""
+    return Index.open(path, writable=writable, lock_timeout=lock_timeout)
+
+
+def info(path: str | os.PathLike) -> dict[str, Any]:
+    """Header and directory facts of an index file, without touching its rows."""
+    s = Snapshot(os.fspath(path))
+    try:
+        return _info(s)
+    finally:
+        s.close()
+
+
+def verify(path: str | os.PathLike) -> dict[str, Any]:
+    """Check every checksum and structural rule of an index file; raises FormatError."""
+    s = Snapshot(os.fspath(path))
+    try:
+        return s.verify()
+    finally:
+        s.close()
+

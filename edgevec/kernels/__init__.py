@@ -1,0 +1,1 @@
+"""Numba kernels (pure functions over arrays). Nothing is compiled at import."""

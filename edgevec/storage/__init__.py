@@ -1,0 +1,1 @@
+"""The single-file container: layout, directory, reader, writer (see formats/SPEC.md)."""

@@ -1,0 +1,348 @@
+"""The JSON directory of one commit: parsing with every structural rule of
+formats/SPEC.md (D1-D12), and deterministic serialisation.
+
+Parsing is O(number of sections); nothing here reads row data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import (
+    MalformedDirectory,
+    SectionLengthMismatch,
+    SectionMisaligned,
+    SectionOutOfBounds,
+    SectionOverlap,
+)
+from .layout import (
+    ALIGN,
+    COLUMN_PARTS,
+    DATA_START,
+    ID_TYPES,
+    METRICS,
+    SECTION_KINDS,
+    VERSION_MINOR,
+    dtype_of,
+)
+
+SEGMENT_REQUIRED = ("binary", "int8", "idkeys", "idrows")
+PAIRED = (("texts.offsets", "texts.bytes"), ("meta.offsets", "meta.bytes"),
+          ("ids.offsets", "ids.bytes"))
+MAX_DIM = 65536
+
+
+@dataclass(frozen=True)
+class Section:
+    kind: str
+    offset: int
+    length: int
+    dtype: str
+    shape: tuple[int, ...]
+    crc32: int
+    segment: int | None = None
+    commit: int | None = None
+    name: str | None = None
+    ctype: str | None = None
+    part: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "offset": self.offset, "length": self.length,
+                               "dtype": self.dtype, "shape": list(self.shape),
+                               "crc32": self.crc32}
+        for key in ("segment", "commit", "name", "ctype", "part"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    rows: int
+    row_start: int
+
+
+@dataclass
+class Directory:
+    meta: dict[str, Any]
+    segments: list[SegmentInfo]
+    sections: list[Section]
+    # (kind, segment) -> Section for the per-segment kinds; columns by (segment, name, part)
+    by_segment: dict[tuple[str, int], Section] = field(default_factory=dict)
+    columns: dict[tuple[int, str], dict[str, Section]] = field(default_factory=dict)
+    column_types: dict[tuple[int, str], str] = field(default_factory=dict)
+    tombstones: list[Section] = field(default_factory=list)
+    blobs: dict[str, Section] = field(default_factory=dict)
+    calibration: Section | None = None
+
+    @property
+    def dim(self) -> int:
+        return self.meta["dim"]
+
+    @property
+    def rows(self) -> int:
+        return self.meta["rows"]
+
+    def to_bytes(self) -> bytes:
+        doc = {"meta": self.meta,
+               "segments": [{"rows": s.rows, "row_start": s.row_start} for s in self.segments],
+               "sections": [s.to_json() for s in self.sections]}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def words_for(dim: int) -> int:
+    """Number of uint64 words holding `dim` sign bits."""
+    return (dim + 63) // 64
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+class _Checker:
+    def __init__(self, path, dir_offset: int) -> None:
+        self.path = path
+        self.offset = dir_offset
+
+    def fail(self, message: str, exc=MalformedDirectory, offset: int | None = None):
+        raise exc(message, path=self.path, offset=self.offset if offset is None else offset)
+
+    def get(self, obj: dict, key: str, kind, where: str, *, optional=False, default=None):
+        if not isinstance(obj, dict):
+            self.fail(f"{where} must be a JSON object, got {type(obj).__name__}")
+        if key not in obj:
+            if optional:
+                return default
+            self.fail(f"{where} misses the required key {key!r}")
+        value = obj[key]
+        if kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif kind is None:
+            ok = True
+        else:
+            ok = isinstance(value, kind)
+        if optional and value is None:
+            return default
+        if not ok:
+            name = kind.__name__ if isinstance(kind, type) else str(kind)
+            self.fail(f"{where}.{key} must be {name}, got {type(value).__name__} {value!r:.60}")
+        return value
+
+    def count(self, obj: dict, key: str, where: str, *, low: int = 0,
+              high: int = 2**63 - 1) -> int:
+        value = self.get(obj, key, int, where)
+        if not low <= value <= high:
+            self.fail(f"{where}.{key} = {value} is outside [{low}, {high}]")
+        return value
+
+
+def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
+                    file_minor: int) -> Directory:
+    """Parse and validate a directory (rules D1-D12 of SPEC.md)."""
+    ck = _Checker(path, dir_offset)
+    try:
+        doc = json.loads(bytes(raw).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        ck.fail(f"directory is not valid UTF-8 JSON ({type(exc).__name__}: {str(exc)[:120]})")
+    if not isinstance(doc, dict):
+        ck.fail(f"directory must be a JSON object, got {type(doc).__name__}")
+
+    meta = ck.get(doc, "meta", dict, "directory")
+    dim = ck.count(meta, "dim", "meta", low=1, high=MAX_DIM)
+    metric = ck.get(meta, "metric", str, "meta")
+    if metric not in METRICS:
+        ck.fail(f"meta.metric {metric!r} is not one of {METRICS}")
+    id_type = ck.get(meta, "id_type", str, "meta", optional=True)
+    if id_type is not None and id_type not in ID_TYPES:
+        ck.fail(f"meta.id_type {id_type!r} is not one of {ID_TYPES} or null")
+    codecs = ck.get(meta, "codecs", list, "meta")
+    if not all(isinstance(c, str) for c in codecs) or not {"binary", "int8"} <= set(codecs):
+        ck.fail(f"meta.codecs {codecs!r:.80} must list 'binary' and 'int8' (and may list 'f16')")
+    has_f16 = "f16" in codecs
+    rows_total = ck.count(meta, "rows", "meta")
+    deleted_total = ck.count(meta, "deleted", "meta")
+    ck.count(meta, "next_auto_id", "meta")
+    if deleted_total > rows_total:
+        ck.fail(f"meta.deleted = {deleted_total} exceeds meta.rows = {rows_total}")
+    ck.get(meta, "user", dict, "meta")
+    fields = ck.get(meta, "fields", dict, "meta")
+    for name, ctype in fields.items():
+        if ctype not in COLUMN_PARTS:
+            ck.fail(f"meta.fields[{name!r:.60}] = {ctype!r:.20} is not one of "
+                    f"{sorted(COLUMN_PARTS)}")
+
+    raw_segments = ck.get(doc, "segments", list, "directory")
+    segments: list[SegmentInfo] = []
+    start = 0
+    for i, seg in enumerate(raw_segments):
+        n = ck.count(seg, "rows", f"segments[{i}]", high=2**32 - 1)
+        row_start = ck.count(seg, "row_start", f"segments[{i}]")
+        if row_start != start:
+            ck.fail(f"segments[{i}].row_start = {row_start}, expected {start} "
+                    "(segments must be contiguous)")
+        segments.append(SegmentInfo(n, row_start))
+        start += n
+    if start != rows_total:
+        ck.fail(f"meta.rows = {rows_total} but the segments hold {start} rows")
+
+    d = Directory(meta=meta, segments=segments, sections=[])
+    raw_sections = ck.get(doc, "sections", list, "directory")
+    newer_minor = file_minor > VERSION_MINOR
+    tomb_rows = 0
+    for i, rs in enumerate(raw_sections):
+        where = f"sections[{i}]"
+        kind = ck.get(rs, "kind", str, where)
+        if kind not in SECTION_KINDS:
+            if newer_minor:  # rule D3: a newer minor version may add kinds; skip them
+                continue
+            ck.fail(f"{where}.kind {kind!r:.40} is not a known section kind")
+        allowed, scope = SECTION_KINDS[kind]
+        offset = ck.count(rs, "offset", where)
+        length = ck.count(rs, "length", where)
+        dtype = ck.get(rs, "dtype", str, where)
+        if dtype not in allowed:
+            ck.fail(f"{where} ({kind}) has dtype {dtype!r:.20}; allowed: {sorted(allowed)}")
+        shape_raw = ck.get(rs, "shape", list, where)
+        if not 1 <= len(shape_raw) <= 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63
+                for v in shape_raw):
+            ck.fail(f"{where}.shape {shape_raw!r:.60} must be 1 or 2 non-negative integers")
+        shape = tuple(shape_raw)
+        crc = ck.count(rs, "crc32", where, high=2**32 - 1)
+        if offset % ALIGN:
+            ck.fail(f"{where} ({kind}) starts at byte {offset}, not a multiple of {ALIGN}",
+                    SectionMisaligned, offset)
+        if offset < DATA_START or offset + length > committed_length:
+            ck.fail(f"{where} ({kind}) spans bytes [{offset}, {offset + length}), outside the "
+                    f"data area [{DATA_START}, {committed_length})", SectionOutOfBounds, offset)
+        if math.prod(shape) * dtype_of(dtype).itemsize != length:
+            ck.fail(f"{where} ({kind}) is {length} bytes but dtype {dtype} x shape "
+                    f"{list(shape)} needs {math.prod(shape) * dtype_of(dtype).itemsize}",
+                    SectionLengthMismatch, offset)
+        extra: dict[str, Any] = {}
+        if scope == "segment":
+            seg = ck.count(rs, "segment", where, high=max(len(segments) - 1, 0))
+            if not segments:
+                ck.fail(f"{where} ({kind}) names segment {seg} but there are no segments")
+            extra["segment"] = seg
+        elif scope == "commit":
+            extra["commit"] = ck.count(rs, "commit", where, low=1)
+        if kind in ("blob", "column"):
+            extra["name"] = ck.get(rs, "name", str, where)
+        if kind == "column":
+            ctype = ck.get(rs, "ctype", str, where)
+            part = ck.get(rs, "part", str, where)
+            parts = COLUMN_PARTS.get(ctype)
+            if parts is None or part not in parts or parts[part] != dtype:
+                ck.fail(f"{where}: column part {ctype!r:.20}/{part!r:.20} with dtype {dtype} "
+                        "is not defined by the spec")
+            if fields.get(extra["name"]) != ctype:
+                ck.fail(f"{where}: column {extra['name']!r:.60} has type {ctype} but meta.fields "
+                        f"declares {fields.get(extra['name'])!r}")
+            extra["ctype"], extra["part"] = ctype, part
+        sec = Section(kind, offset, length, dtype, shape, crc, **extra)
+        _check_shape(ck, sec, where, segments, dim)
+        if kind == "tombstones":
+            tomb_rows += shape[0]
+        d.sections.append(sec)
+        _register(ck, d, sec, where)
+
+    if tomb_rows != deleted_total:
+        ck.fail(f"meta.deleted = {deleted_total} but the tombstone sections hold {tomb_rows} rows")
+    _check_complete(ck, d, has_f16, id_type)
+    _check_overlaps(ck, d.sections, dir_offset, len(raw))
+    return d
+
+
+def _check_shape(ck: _Checker, sec: Section, where: str, segments, dim: int) -> None:
+    n = segments[sec.segment].rows if sec.segment is not None else None
+    expected: tuple | None
+    k = sec.kind
+    if k == "binary":
+        expected = (n, words_for(dim))
+    elif k in ("int8", "f16"):
+        expected = (n, dim)
+    elif k in ("ids.int", "idkeys", "idrows"):
+        expected = (n,)
+    elif k in ("ids.offsets", "texts.offsets", "meta.offsets"):
+        expected = (n + 1,)
+    elif k == "calibration":
+        expected = (2, dim)
+    elif k == "column":
+        expected = (n,) if sec.part in ("values", "valid", "codes") else None
+        if expected is None and len(sec.shape) != 1:
+            expected = (sec.shape[0],)
+    else:  # byte strings, tombstones
+        expected = None if len(sec.shape) == 1 else (sec.shape[0],)
+    if expected is not None and sec.shape != expected:
+        ck.fail(f"{where} ({k}) has shape {list(sec.shape)}, expected {list(expected)}",
+                SectionLengthMismatch, sec.offset)
+
+
+def _register(ck: _Checker, d: Directory, sec: Section, where: str) -> None:
+    k = sec.kind
+    if k == "tombstones":
+        d.tombstones.append(sec)
+    elif k == "calibration":
+        if d.calibration is not None:
+            ck.fail(f"{where}: a second calibration section")
+        d.calibration = sec
+    elif k == "blob":
+        if sec.name in d.blobs:
+            ck.fail(f"{where}: a second blob named {sec.name!r:.60}")
+        d.blobs[sec.name] = sec
+    elif k == "column":
+        key = (sec.segment, sec.name)
+        ctype = d.column_types.setdefault(key, sec.ctype)
+        if ctype != sec.ctype:
+            ck.fail(f"{where}: column {sec.name!r:.60} of segment {sec.segment} is declared both "
+                    f"{ctype} and {sec.ctype}")
+        parts = d.columns.setdefault(key, {})
+        if sec.part in parts:
+            ck.fail(f"{where}: a second {sec.part!r} part of column {sec.name!r:.60}")
+        parts[sec.part] = sec
+    else:
+        key = (k, sec.segment)
+        if key in d.by_segment:
+            ck.fail(f"{where}: a second {k!r} section for segment {sec.segment}")
+        d.by_segment[key] = sec
+
+
+def _check_complete(ck: _Checker, d: Directory, has_f16: bool, id_type: str | None) -> None:
+    if d.segments and d.calibration is None:
+        ck.fail("the index has rows but no calibration section")
+    if d.segments and id_type is None:
+        ck.fail("the index has rows but meta.id_type is null")
+    for s in range(len(d.segments)):
+        for kind in SEGMENT_REQUIRED:
+            if (kind, s) not in d.by_segment:
+                ck.fail(f"segment {s} has no {kind!r} section")
+        if has_f16 != (("f16", s) in d.by_segment):
+            ck.fail(f"segment {s}: an f16 section must be present exactly when meta.codecs "
+                    "lists 'f16'")
+        id_kinds = ("ids.int",) if id_type == "int" else ("ids.offsets",)
+        if id_kinds[0] not in {k for (k, seg) in d.by_segment if seg == s}:
+            ck.fail(f"segment {s} has no {id_kinds[0]!r} section for its {id_type} ids")
+        for a, b in PAIRED:
+            if ((a, s) in d.by_segment) != ((b, s) in d.by_segment):
+                ck.fail(f"segment {s}: sections {a!r} and {b!r} must come together")
+    for (s, name), parts in d.columns.items():
+        need = set(COLUMN_PARTS[d.column_types[(s, name)]])
+        if set(parts) != need:
+            ck.fail(f"column {name!r:.60} of segment {s} has parts {sorted(parts)}, "
+                    f"needs {sorted(need)}")
+
+
+def _check_overlaps(ck: _Checker, sections: list[Section], dir_offset: int,
+                    dir_length: int) -> None:
+    spans = sorted((s.offset, s.offset + s.length, s.kind) for s in sections if s.length)
+    spans.append((dir_offset, dir_offset + dir_length, "directory"))
+    spans.sort()
+    for (a0, a1, ak), (b0, b1, bk) in zip(spans, spans[1:]):
+        if b0 < a1:
+            ck.fail(f"sections {ak!r} [{a0}, {a1}) and {bk!r} [{b0}, {b1}) overlap",
+                    SectionOverlap, b0)

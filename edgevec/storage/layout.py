@@ -1,0 +1,158 @@
+"""Byte layout of the .edgevec file: constants, the fixed header, commit slots and
+the section kinds. This module mirrors formats/SPEC.md section by section; rule
+numbers (F1, F2, ...) refer to that document.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ChecksumMismatch, HeaderError, NotAnEdgevecFile, UnsupportedVersion
+
+MAGIC = b"\x89EDGEVEC"
+VERSION_MAJOR = 1
+VERSION_MINOR = 0
+ALIGN = 64
+# The two commit slots live in different 512-byte sectors so that a torn sector write can
+# damage at most one of them.
+SLOT_OFFSETS = (512, 1024)
+SLOT_SIZE = 64
+SLOT_MAGIC = b"EVCOMMIT"
+DATA_START = 1536
+
+# magic, major, minor, data_start, alignment, flags, 36 reserved bytes, crc32 of bytes 0..60
+_PREAMBLE = struct.Struct("<8sHHIII36xI")
+# magic, generation, dir_offset, dir_length, committed_length, dir_crc32, 16 reserved, crc32
+_SLOT = struct.Struct("<8sQQQQI16xI")
+
+# Section kinds of format 1.0 -> (allowed dtypes, scope). Scope "segment": one per
+# segment; "commit": written by one commit (tombstones); "index": one per file.
+SECTION_KINDS: dict[str, tuple[frozenset[str], str]] = {
+    "binary": (frozenset({"<u8"}), "segment"),
+    "int8": (frozenset({"|i1"}), "segment"),
+    "f16": (frozenset({"<f2"}), "segment"),
+    "ids.int": (frozenset({"<i8"}), "segment"),
+    "ids.offsets": (frozenset({"<u8"}), "segment"),
+    "ids.bytes": (frozenset({"|u1"}), "segment"),
+    "idkeys": (frozenset({"<u8"}), "segment"),
+    "idrows": (frozenset({"<u4"}), "segment"),
+    "texts.offsets": (frozenset({"<u8"}), "segment"),
+    "texts.bytes": (frozenset({"|u1"}), "segment"),
+    "meta.offsets": (frozenset({"<u8"}), "segment"),
+    "meta.bytes": (frozenset({"|u1"}), "segment"),
+    "column": (frozenset({"<i8", "<f8", "|u1", "<i4", "<u8"}), "segment"),
+    "tombstones": (frozenset({"<u8"}), "commit"),
+    "calibration": (frozenset({"<f4"}), "index"),
+    "blob": (frozenset({"|u1"}), "index"),
+}
+COLUMN_TYPES = ("int", "float", "bool", "str")
+# part -> dtype, per column type
+COLUMN_PARTS: dict[str, dict[str, str]] = {
+    "int": {"values": "<i8", "valid": "|u1"},
+    "float": {"values": "<f8", "valid": "|u1"},
+    "bool": {"values": "|u1", "valid": "|u1"},
+    "str": {"codes": "<i4", "dict.offsets": "<u8", "dict.bytes": "|u1"},
+}
+METRICS = ("cosine", "dot")
+ID_TYPES = ("int", "str")
+
+
+def align_up(n: int, alignment: int = ALIGN) -> int:
+    return (n + alignment - 1) // alignment * alignment
+
+
+def crc32(data, value: int = 0) -> int:
+    return zlib.crc32(data, value) & 0xFFFFFFFF
+
+
+# --- preamble ------------------------------------------------------------------------
+
+
+def pack_preamble() -> bytes:
+    body = _PREAMBLE.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR, DATA_START, ALIGN, 0, 0)
+    return body[:60] + struct.pack("<I", crc32(body[:60]))
+
+
+@dataclass(frozen=True)
+class Preamble:
+    major: int
+    minor: int
+
+
+def parse_preamble(raw: bytes, path) -> Preamble:
+    """Check rules F1-F4 on the first 64 bytes."""
+    if len(raw) < 8 or raw[:8] != MAGIC:
+        raise NotAnEdgevecFile(
+            f"not an edgevec file: it starts with {bytes(raw[:8])!r}, expected {MAGIC!r}; "
+            "build one with edgevec.Index.create or `edgevec build`",
+            path=path, offset=0)
+    if len(raw) < _PREAMBLE.size:
+        from ..errors import TruncatedFile
+        raise TruncatedFile(f"file is {len(raw)} bytes, shorter than the {_PREAMBLE.size}-byte "
+                            "header", path=path, offset=len(raw))
+    magic, major, minor, data_start, alignment, flags, crc = _PREAMBLE.unpack(raw[:64])
+    if major != VERSION_MAJOR:
+        raise UnsupportedVersion(
+            f"format version {major}.{minor} is not supported: this edgevec reads major version "
+            f"{VERSION_MAJOR}; upgrade edgevec (newer files) or rebuild the index (older files)",
+            path=path, offset=8)
+    if crc != crc32(raw[:60]):
+        raise ChecksumMismatch(f"header checksum {crc:#010x} does not match the header bytes "
+                               f"({crc32(raw[:60]):#010x}); the file is damaged", path=path,
+                               offset=60)
+    if data_start != DATA_START or alignment != ALIGN:
+        raise HeaderError(f"header declares data start {data_start} and alignment {alignment}; "
+                          f"format {VERSION_MAJOR}.x requires {DATA_START} and {ALIGN}",
+                          path=path, offset=12)
+    return Preamble(major, minor)
+
+
+# --- commit slots ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slot:
+    index: int  # 0 or 1: which slot position it was read from
+    generation: int
+    dir_offset: int
+    dir_length: int
+    committed_length: int
+    dir_crc: int
+
+
+def pack_slot(generation: int, dir_offset: int, dir_length: int, committed_length: int,
+              dir_crc: int) -> bytes:
+    body = _SLOT.pack(SLOT_MAGIC, generation, dir_offset, dir_length, committed_length,
+                      dir_crc, 0)
+    return body[:60] + struct.pack("<I", crc32(body[:60]))
+
+
+def parse_slot(raw: bytes, index: int) -> Slot | None:
+    """A slot, or None when it is empty or torn (bad magic or checksum; rule F5)."""
+    if len(raw) < SLOT_SIZE:
+        return None
+    magic, gen, off, length, committed, dcrc, crc = _SLOT.unpack(raw[:SLOT_SIZE])
+    if magic != SLOT_MAGIC or crc != crc32(raw[:60]) or gen == 0:
+        return None
+    return Slot(index, gen, off, length, committed, dcrc)
+
+
+# --- dtypes ------------------------------------------------------------------------------
+
+
+def dtype_of(code: str) -> np.dtype:
+    return np.dtype(code)
+
+
+def dtype_code(dt: np.dtype) -> str:
+    dt = np.dtype(dt)
+    code = dt.str
+    if code in ("<i1", ">i1"):
+        return "|i1"
+    if code in ("<u1", ">u1"):
+        return "|u1"
+    return code

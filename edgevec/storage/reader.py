@@ -1,0 +1,387 @@
+"""Open one committed state of a .edgevec file: one read-only mmap, zero-copy views.
+
+`open_snapshot` reads the 1536-byte header, picks the newest intact commit slot, reads
+and validates the JSON directory, and maps the committed bytes. Its cost depends on
+the number of sections, never on the number of rows.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import mmap
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import (
+    AccessDenied,
+    ChecksumMismatch,
+    EdgevecError,
+    FormatError,
+    HeaderError,
+    IndexNotFound,
+    NotAnEdgevecFile,
+    SectionOutOfBounds,
+    TruncatedFile,
+)
+from .directory import Directory, Section, parse_directory, words_for
+from .layout import (
+    ALIGN,
+    DATA_START,
+    SLOT_OFFSETS,
+    SLOT_SIZE,
+    Preamble,
+    Slot,
+    crc32,
+    dtype_of,
+    parse_preamble,
+    parse_slot,
+)
+from .strings import StringTable, id_keys
+
+_CRC_CHUNK = 1 << 24
+
+
+def os_error(exc: OSError, path, action: str) -> EdgevecError:
+    """Translate an OSError on `path` into the matching EdgevecError."""
+    p = os.fspath(path)
+    if isinstance(exc, FileNotFoundError):
+        return IndexNotFound(f"{p}: no such file; check the path, or create an index with "
+                             "edgevec.Index.create")
+    if isinstance(exc, IsADirectoryError) or exc.errno == errno.EISDIR:
+        return NotAnEdgevecFile(f"is a directory, not an edgevec file ({action})", path=p)
+    if isinstance(exc, PermissionError) or exc.errno in (errno.EROFS, errno.EACCES):
+        return AccessDenied(f"{p}: permission denied while {action} ({exc.strerror}); "
+                            "choose a writable location or open read-only")
+    from ..errors import WriteFailed
+    return WriteFailed(f"{p}: {action} failed: {exc.strerror or exc}")
+
+
+def pread_exact(fd: int, n: int, offset: int) -> bytes:
+    chunks = []
+    while n > 0:
+        chunk = os.pread(fd, n, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        n -= len(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+@dataclass(frozen=True)
+class Header:
+    preamble: Preamble
+    slot: Slot
+    other: Slot | None  # the other intact slot, if any (older generation)
+    file_size: int
+
+
+def read_header(fd: int, path) -> Header:
+    """Rules F1-F7: preamble, slots, committed length against the file size."""
+    size = os.fstat(fd).st_size
+    raw = pread_exact(fd, DATA_START, 0)
+    preamble = parse_preamble(raw, path)
+    if size < DATA_START:
+        raise TruncatedFile(f"file is {size} bytes, shorter than the {DATA_START}-byte header",
+                            path=path, offset=size)
+    slots = [parse_slot(raw[o:o + SLOT_SIZE], i) for i, o in enumerate(SLOT_OFFSETS)]
+    intact = sorted((s for s in slots if s is not None), key=lambda s: -s.generation)
+    if not intact:
+        raise HeaderError("neither commit slot is intact (bad magic or checksum); the file "
+                          "has no readable commit", path=path, offset=SLOT_OFFSETS[0])
+    slot = intact[0]
+    where = SLOT_OFFSETS[slot.index]
+    if slot.committed_length > size:
+        raise TruncatedFile(f"the commit (generation {slot.generation}) covers "
+                            f"{slot.committed_length} bytes but the file has {size}; it was cut "
+                            "short (incomplete copy or download?)", path=path, offset=size)
+    if (slot.dir_offset < DATA_START or slot.dir_offset % ALIGN
+            or slot.dir_offset + slot.dir_length > slot.committed_length):
+        raise HeaderError(f"commit slot points at a directory [{slot.dir_offset}, "
+                          f"{slot.dir_offset + slot.dir_length}) outside the aligned data area "
+                          f"[{DATA_START}, {slot.committed_length})", path=path, offset=where)
+    return Header(preamble, slot, intact[1] if len(intact) > 1 else None, size)
+
+
+class Snapshot:
+    """One committed, immutable state of an index file, memory-mapped read-only."""
+
+    def __init__(self, path, fd: int | None = None) -> None:
+        self.path = os.fspath(path)
+        own = fd is None
+        if own:
+            try:
+                fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError as exc:
+                raise os_error(exc, path, "opening") from None
+        try:
+            st = os.fstat(fd)
+            self.inode = (st.st_dev, st.st_ino)
+            self.header = read_header(fd, self.path)
+            slot = self.header.slot
+            raw = pread_exact(fd, slot.dir_length, slot.dir_offset)
+            if crc32(raw) != slot.dir_crc:
+                raise ChecksumMismatch(
+                    f"directory checksum {crc32(raw):#010x} does not match the commit slot's "
+                    f"{slot.dir_crc:#010x}; the file is damaged", path=self.path,
+                    offset=slot.dir_offset)
+            self.directory: Directory = parse_directory(
+                raw, path=self.path, dir_offset=slot.dir_offset,
+                committed_length=slot.committed_length,
+                file_minor=self.header.preamble.minor)
+            self._mm = mmap.mmap(fd, slot.committed_length, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            raise os_error(exc, path, "reading") from None
+        finally:
+            if own:
+                os.close(fd)
+        self._views: dict[Section, np.ndarray] = {}
+        self._deleted: np.ndarray | None = None
+
+    # --- basic facts -----------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        return self.header.slot.generation
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.directory.meta
+
+    @property
+    def dim(self) -> int:
+        return self.directory.dim
+
+    @property
+    def rows(self) -> int:
+        return self.directory.rows
+
+    @property
+    def live(self) -> int:
+        return self.directory.meta["rows"] - self.directory.meta["deleted"]
+
+    def close(self) -> None:
+        self._views.clear()
+        self._deleted = None
+        try:
+            self._mm.close()
+        except BufferError:
+            # NumPy views handed out earlier still point into the map; it is unmapped
+            # when the last of them is garbage-collected.
+            pass
+
+    # --- arrays ----------------------------------------------------------------------
+
+    def array(self, sec: Section) -> np.ndarray:
+        """A read-only, zero-copy view of a section (bounds were checked at parse time)."""
+        view = self._views.get(sec)
+        if view is None:
+            dt = dtype_of(sec.dtype)
+            count = sec.length // dt.itemsize
+            view = np.frombuffer(self._mm, dtype=dt, count=count, offset=sec.offset)
+            view = view.reshape(sec.shape)
+            self._views[sec] = view
+        return view
+
+    def segment_array(self, kind: str, segment: int) -> np.ndarray | None:
+        sec = self.directory.by_segment.get((kind, segment))
+        return None if sec is None else self.array(sec)
+
+    def table(self, prefix: str, segment: int) -> StringTable | None:
+        off = self.directory.by_segment.get((prefix + ".offsets", segment))
+        if off is None:
+            return None
+        data = self.directory.by_segment[(prefix + ".bytes", segment)]
+        return StringTable(self.array(off), self.array(data), path=self.path, where=off.offset)
+
+    def blob(self, name: str) -> bytes | None:
+        sec = self.directory.blobs.get(name)
+        return None if sec is None else bytes(self.array(sec))
+
+    def calibration(self) -> np.ndarray | None:
+        sec = self.directory.calibration
+        return None if sec is None else self.array(sec)
+
+    # --- rows --------------------------------------------------------------------------
+
+    def locate(self, row: int) -> tuple[int, int]:
+        """Global row -> (segment, local row)."""
+        if not 0 <= row < self.rows:
+            raise IndexError(f"row {row} is outside [0, {self.rows})")
+        starts = [s.row_start for s in self.directory.segments]
+        seg = int(np.searchsorted(starts, row, side="right")) - 1
+        # skip empty segments that share a start
+        while self.directory.segments[seg].rows == 0:
+            seg -= 1
+        return seg, row - starts[seg]
+
+    def id_at(self, seg: int, local: int) -> int | str:
+        if self.meta["id_type"] == "int":
+            return int(self.segment_array("ids.int", seg)[local])
+        return self.table("ids", seg).get(local)
+
+    def text_at(self, seg: int, local: int) -> str | None:
+        """The row's text; None when it has none (an empty text is stored as none)."""
+        t = self.table("texts", seg)
+        return (t.get(local) or None) if t is not None else None
+
+    def metadata_at(self, seg: int, local: int) -> dict[str, Any] | None:
+        t = self.table("meta", seg)
+        if t is None:
+            return None
+        raw = t.get(local)
+        if raw == "":
+            return None
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError):
+            value = None
+        if not isinstance(value, dict):
+            raise FormatError(f"metadata of row {local} in segment {seg} is not a JSON object",
+                              path=self.path, offset=t.where)
+        return value
+
+    def deleted_mask(self) -> np.ndarray:
+        """bool [rows]: True for deleted rows. Built on first use from the tombstones."""
+        if self._deleted is None:
+            mask = np.zeros(self.rows, dtype=bool)
+            count = 0
+            for sec in self.directory.tombstones:
+                rows = self.array(sec)
+                count += len(rows)
+                if len(rows) and int(rows.max()) >= self.rows:
+                    raise SectionOutOfBounds(
+                        f"tombstone row {int(rows.max())} is outside [0, {self.rows})",
+                        path=self.path, offset=sec.offset)
+                mask[rows] = True
+            if int(mask.sum()) != count:
+                raise FormatError(f"tombstones name {count} rows but only {int(mask.sum())} "
+                                  "distinct ones", path=self.path,
+                                  offset=self.directory.tombstones[0].offset)
+            mask.flags.writeable = False
+            self._deleted = mask
+        return self._deleted
+
+    def _candidates(self, seg: int, key: int):
+        keys = self.segment_array("idkeys", seg)
+        rows = self.segment_array("idrows", seg)
+        n = self.directory.segments[seg].rows
+        i = int(np.searchsorted(keys, np.uint64(key), side="left"))
+        while i < n and int(keys[i]) == key:
+            local = int(rows[i])
+            if local >= n:
+                sec = self.directory.by_segment[("idrows", seg)]
+                raise SectionOutOfBounds(f"idrows entry {i} = {local} is outside [0, {n})",
+                                         path=self.path, offset=sec.offset)
+            yield local
+            i += 1
+
+    def find(self, ident: int | str) -> int | None:
+        """Global row of the live row with id `ident`, or None."""
+        id_type = self.meta["id_type"]
+        if id_type is None:
+            return None
+        key = int(id_keys([ident], id_type)[0])
+        deleted = self.deleted_mask() if self.meta["deleted"] else None
+        for seg in range(len(self.directory.segments) - 1, -1, -1):
+            start = self.directory.segments[seg].row_start
+            for local in self._candidates(seg, key):
+                if deleted is not None and deleted[start + local]:
+                    continue
+                if self.id_at(seg, local) == ident:
+                    return start + local
+        return None
+
+    def find_many(self, ids, keys: np.ndarray) -> np.ndarray:
+        """Global rows (int64, -1 when absent) of live rows for `ids` with their `keys`."""
+        out = np.full(len(keys), -1, dtype=np.int64)
+        if not len(keys):
+            return out
+        for seg in range(len(self.directory.segments)):
+            n = self.directory.segments[seg].rows
+            if n == 0:
+                continue
+            skeys = self.segment_array("idkeys", seg)
+            pos = np.searchsorted(skeys, keys)
+            hit = (pos < n) & (skeys[np.minimum(pos, n - 1)] == keys)
+            for j in np.flatnonzero(hit):  # rare: only ids that already exist, or collide
+                row = self.find(ids[j])
+                if row is not None:
+                    out[j] = row
+        return out
+
+    # --- verification ------------------------------------------------------------------
+
+    def verify(self) -> dict[str, Any]:
+        """Check every section checksum and the row-level rules (V1-V6 of SPEC.md)."""
+        d = self.directory
+        nbytes = 0
+        for sec in d.sections:
+            view = memoryview(self._mm)[sec.offset:sec.offset + sec.length]
+            value = 0
+            for start in range(0, sec.length, _CRC_CHUNK):
+                value = crc32(view[start:start + _CRC_CHUNK], value)
+            view.release()
+            if value != sec.crc32:
+                raise ChecksumMismatch(
+                    f"{sec.kind} section (segment {sec.segment}) checksum {value:#010x} "
+                    f"does not match the stored {sec.crc32:#010x}", path=self.path,
+                    offset=sec.offset)
+            nbytes += sec.length
+        for seg, info in enumerate(d.segments):
+            for prefix in ("ids", "texts", "meta"):
+                t = self.table(prefix, seg)
+                if t is not None:
+                    t.check()
+            keys = self.segment_array("idkeys", seg)
+            rows = self.segment_array("idrows", seg)
+            sec = d.by_segment[("idrows", seg)]
+            if info.rows and (bool(np.any(keys[1:] < keys[:-1]))):
+                raise FormatError(f"idkeys of segment {seg} are not sorted", path=self.path,
+                                  offset=d.by_segment[("idkeys", seg)].offset)
+            if not np.array_equal(np.sort(rows), np.arange(info.rows, dtype=rows.dtype)):
+                raise FormatError(f"idrows of segment {seg} is not a permutation of "
+                                  f"0..{info.rows - 1}", path=self.path, offset=sec.offset)
+            ids = (self.segment_array("ids.int", seg) if self.meta["id_type"] == "int"
+                   else self.table("ids", seg).all())
+            if not np.array_equal(id_keys(ids, self.meta["id_type"])[rows], keys):
+                raise FormatError(f"idkeys of segment {seg} do not match its ids",
+                                  path=self.path, offset=sec.offset)
+            for (cseg, name), parts in d.columns.items():
+                if cseg == seg and "dict.offsets" in parts:
+                    table = StringTable(self.array(parts["dict.offsets"]),
+                                        self.array(parts["dict.bytes"]), path=self.path,
+                                        where=parts["dict.offsets"].offset)
+                    table.check()
+                    codes = self.array(parts["codes"])
+                    if len(codes) and (int(codes.min()) < -1 or int(codes.max()) >= len(table)):
+                        raise FormatError(f"column {name!r} of segment {seg} has codes outside "
+                                          f"[-1, {len(table)})", path=self.path,
+                                          offset=parts["codes"].offset)
+            if ("binary", seg) in d.by_segment and d.dim % 64:
+                # padding bits past `dim` must be zero so Hamming distances ignore them
+                last = self.segment_array("binary", seg)[:, words_for(d.dim) - 1]
+                pad = np.uint64(~((1 << (d.dim % 64)) - 1) & 0xFFFFFFFFFFFFFFFF)
+                if info.rows and bool(np.any(last & pad)):
+                    raise FormatError(f"binary codes of segment {seg} set bits past dim "
+                                      f"{d.dim}", path=self.path,
+                                      offset=d.by_segment[("binary", seg)].offset)
+        deleted = self.deleted_mask()
+        # every live id appears once
+        if self.rows:
+            seen: dict = {}
+            for seg, info in enumerate(d.segments):
+                ids = (self.segment_array("ids.int", seg).tolist() if self.meta["id_type"] ==
+                       "int" else self.table("ids", seg).all())
+                for local, ident in enumerate(ids):
+                    if not deleted[info.row_start + local]:
+                        if ident in seen:
+                            raise FormatError(f"id {ident!r} is live in two rows", path=self.path)
+                        seen[ident] = True
+        return {"path": self.path, "generation": self.generation, "rows": self.rows,
+                "live": self.live, "sections": len(d.sections), "bytes_checked": nbytes,
+                "ok": True}

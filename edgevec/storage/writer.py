@@ -1,0 +1,312 @@
+"""Write .edgevec files: create, append a commit, compact. One writer at a time.
+
+The commit protocol (SPEC.md "Commits"): new sections and a new directory are written
+after the committed bytes, fsync'd, and only then does the inactive commit slot receive
+the new generation (and fsync again). A crash before the slot write leaves the previous
+slot, which still describes untouched bytes; a torn slot write fails its checksum and the
+reader falls back to the other slot. Nothing committed is ever overwritten in place.
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import fcntl
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import EdgevecError, IndexExists, LockedError, WriteFailed
+from .directory import Directory, Section, SegmentInfo
+from .layout import (
+    ALIGN,
+    DATA_START,
+    SLOT_OFFSETS,
+    align_up,
+    crc32,
+    dtype_code,
+    pack_preamble,
+    pack_slot,
+)
+from .reader import Snapshot, os_error
+
+# Every byte edgevec writes goes through this name, so tests can inject a full disk or a
+# crash at an exact byte.
+_pwrite = os.pwrite
+_ZEROS = bytes(ALIGN)
+NEW_SEGMENT = -1  # placeholder segment number in a Pending of the segment being added
+
+
+@dataclass
+class Pending:
+    """One section to write: `data` is an array or an iterable of array chunks."""
+
+    kind: str
+    data: np.ndarray | Iterable[np.ndarray]
+    dtype: str
+    shape: tuple[int, ...]
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, kind: str, array: np.ndarray, **extra) -> "Pending":
+        array = np.ascontiguousarray(array)
+        return cls(kind, array, dtype_code(array.dtype), tuple(array.shape), extra)
+
+
+def _write_all(fd: int, data, offset: int) -> int:
+    view = memoryview(data).cast("B")
+    done = 0
+    while done < len(view):
+        n = _pwrite(fd, view[done:], offset + done)
+        if n <= 0:
+            raise OSError(errno.EIO, "write returned no progress")
+        done += n
+    return done
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def empty_directory(meta: dict) -> Directory:
+    return Directory(meta=meta, segments=[], sections=[])
+
+
+def write_fresh(fd: int, directory: Directory, pending: list[Pending],
+                segment_rows: int | None) -> None:
+    """Write a complete new file (header, sections, directory, slot) into `fd`."""
+    _write_all(fd, pack_preamble(), 0)
+    _write_all(fd, bytes(DATA_START - 64), 64)
+    _append_commit(fd, directory, pending, segment_rows, committed_length=DATA_START,
+                   generation=1, slot_index=0)
+
+
+def _append_commit(fd: int, d: Directory, pending: list[Pending], segment_rows: int | None,
+                   *, committed_length: int, generation: int, slot_index: int) -> None:
+    """Write sections + directory after `committed_length`, fsync, then the slot, fsync."""
+    pos = align_up(committed_length)
+    if pos > committed_length:
+        _write_all(fd, _ZEROS[:pos - committed_length], committed_length)
+    seg_index = len(d.segments)
+    if segment_rows is not None:
+        start = d.segments[-1].row_start + d.segments[-1].rows if d.segments else 0
+        d.segments.append(SegmentInfo(segment_rows, start))
+        d.meta["rows"] = start + segment_rows
+    for p in pending:
+        extra = dict(p.extra)
+        if extra.get("segment") == NEW_SEGMENT:
+            extra["segment"] = seg_index
+        if p.kind == "tombstones":
+            extra["commit"] = generation
+        length, crc = 0, 0
+        chunks = [p.data] if isinstance(p.data, np.ndarray) else p.data
+        for chunk in chunks:
+            chunk = np.ascontiguousarray(chunk)
+            if chunk.nbytes:
+                _write_all(fd, chunk, pos + length)
+                crc = crc32(memoryview(chunk).cast("B"), crc)
+                length += chunk.nbytes
+        expected = int(np.prod(p.shape)) * np.dtype(p.dtype).itemsize
+        if length != expected:  # a programming error in a caller, never user input
+            raise WriteFailed(f"internal: section {p.kind} wrote {length} bytes, "
+                              f"expected {expected}")
+        sec = Section(p.kind, pos, length, p.dtype, tuple(p.shape), crc, **extra)
+        d.sections.append(sec)
+        end = pos + length
+        pos = align_up(end)
+        if pos > end:
+            _write_all(fd, _ZEROS[:pos - end], end)
+    raw = d.to_bytes()
+    _write_all(fd, raw, pos)
+    end = pos + len(raw)
+    if os.fstat(fd).st_size > end:
+        os.ftruncate(fd, end)  # drop bytes of an earlier, uncommitted attempt
+    os.fsync(fd)
+    _write_all(fd, pack_slot(generation, pos, len(raw), end, crc32(raw)),
+               SLOT_OFFSETS[slot_index])
+    os.fsync(fd)
+
+
+def create_file(path, meta: dict, *, overwrite: bool = False) -> None:
+    """Create an empty index file atomically (temp file + rename)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IndexExists(f"{path} is a directory; choose a file path for the index")
+    if os.path.exists(path) and not overwrite:
+        raise IndexExists(f"{path} already exists; pass overwrite=True to replace it, or open "
+                          "it with edgevec.open(path, writable=True) to add to it")
+    tmp = _temp_path(path)
+    try:
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                     0o644)
+    except OSError as exc:
+        raise os_error(exc, path, "creating the index file") from None
+    try:
+        write_fresh(fd, empty_directory(copy.deepcopy(meta)), [], None)
+        os.close(fd)
+        fd = -1
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if `path` appeared meanwhile; never clobbers
+            os.unlink(tmp)
+        _fsync_dir(path)
+    except FileExistsError:
+        raise IndexExists(f"{path} already exists (created concurrently)") from None
+    except OSError as exc:
+        raise os_error(exc, path, "creating the index file") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _temp_path(path: str) -> str:
+    head, tail = os.path.split(os.path.abspath(path))
+    return os.path.join(head, f".{tail}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _lock(fd: int, path: str, timeout: float) -> None:
+    deadline = time.monotonic() + max(timeout, 0.0)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise LockedError(
+                    f"{path} is open for writing by another writer; close it first, wait with "
+                    f"lock_timeout=SECONDS (waited {timeout:g} s), or open it read-only with "
+                    "edgevec.open(path)") from None
+            time.sleep(0.02)
+
+
+class Writer:
+    """The single writer of an index file: holds an exclusive OS lock (flock) on it."""
+
+    def __init__(self, path, *, lock_timeout: float = 0.0) -> None:
+        self.path = os.fspath(path)
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+            except OSError as exc:
+                raise os_error(exc, self.path, "opening for writing") from None
+            try:
+                _lock(fd, self.path, lock_timeout)
+                # A compaction may have replaced the file between open and lock: then we
+                # hold the lock of an orphaned inode; start over on the new file.
+                st, now = os.fstat(fd), os.stat(self.path)
+                if (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino):
+                    break
+            except FileNotFoundError:
+                pass
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+        self.fd = fd
+        try:
+            self.snapshot = Snapshot(self.path, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.snapshot.close()
+            os.close(self.fd)  # releases the lock
+            self.fd = -1
+
+    def _fail(self, exc: OSError, action: str, committed_length: int) -> WriteFailed:
+        try:
+            # Drop the partial bytes, unless the new slot reached the disk after all (the
+            # failure came from the final fsync): then those bytes are committed.
+            from .reader import read_header
+            if read_header(self.fd, self.path).slot.generation == self.snapshot.generation:
+                os.ftruncate(self.fd, committed_length)
+        except (OSError, EdgevecError):
+            pass
+        try:
+            self.snapshot.close()
+            self.snapshot = Snapshot(self.path, self.fd)
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+        reason = exc.strerror or str(exc)
+        hint = " Free disk space and retry." if exc.errno in (errno.ENOSPC, errno.EDQUOT,
+                                                               errno.EFBIG) else ""
+        return WriteFailed(f"{self.path}: {action} failed ({reason}); nothing of this batch "
+                           f"was committed and the index still holds generation "
+                           f"{self.snapshot.generation} with {self.snapshot.live} rows.{hint}")
+
+    def commit(self, pending: list[Pending], *, segment_rows: int | None,
+               meta: dict | None = None) -> Snapshot:
+        """Append one commit: new sections, optionally a new segment of `segment_rows` rows,
+        and meta updates. Returns the new snapshot."""
+        snap = self.snapshot
+        d = Directory(meta=copy.deepcopy(snap.directory.meta),
+                      segments=list(snap.directory.segments),
+                      sections=list(snap.directory.sections))
+        if meta:
+            d.meta.update(copy.deepcopy(meta))
+        d.meta["deleted"] = snap.meta["deleted"] + sum(
+            p.shape[0] for p in pending if p.kind == "tombstones")
+        slot = snap.header.slot
+        try:
+            _append_commit(self.fd, d, pending, segment_rows,
+                           committed_length=slot.committed_length,
+                           generation=slot.generation + 1, slot_index=1 - slot.index)
+        except OSError as exc:
+            raise self._fail(exc, "appending a commit", slot.committed_length) from None
+        return self._refresh()
+
+    def _refresh(self) -> Snapshot:
+        old = self.snapshot
+        self.snapshot = Snapshot(self.path, self.fd)
+        old.close()
+        return self.snapshot
+
+    def replace_with(self, directory_meta: dict, pending: list[Pending],
+                     segment_rows: int | None) -> Snapshot:
+        """Write a fresh file with one segment and atomically put it in place of ours."""
+        tmp = _temp_path(self.path)
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                         0o644)
+        except OSError as exc:
+            raise os_error(exc, self.path, "creating the compacted file") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours before anyone can see it
+            write_fresh(fd, empty_directory(directory_meta), pending, segment_rows)
+            os.replace(tmp, self.path)
+            _fsync_dir(self.path)
+        except OSError as exc:
+            os.close(fd)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            reason = exc.strerror or str(exc)
+            raise WriteFailed(f"{self.path}: compaction failed ({reason}); the original file "
+                              "is unchanged") from None
+        except BaseException:
+            os.close(fd)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        old_fd, self.fd = self.fd, fd
+        self.snapshot.close()
+        self.snapshot = Snapshot(self.path, fd)
+        os.close(old_fd)
+        return self.snapshot

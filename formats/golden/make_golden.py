@@ -1,0 +1,105 @@
+"""Write the golden .edgevec files and their expected contents.
+
+    python formats/golden/make_golden.py [OUTDIR]      (default: this folder)
+
+Seeded and exact: every vector component is a small dyadic rational (k / 8), so norms,
+normalisation, calibration and quantisation are exact in float32 on any CPU, and the
+files come out byte for byte the same everywhere. tests/test_golden.py rebuilds them
+and compares bytes, then opens the committed copies and checks the expected rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+import edgevec
+
+
+def _vectors(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    return (rng.integers(-8, 9, size=(n, dim)) / 8).astype(np.float32)
+
+
+def _cosine_vectors(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    # exactly 4 non-zero components of +-1/2 per row: the norm is exactly 1
+    x = np.zeros((n, dim), dtype=np.float32)
+    for i in range(n):
+        cols = rng.choice(dim, size=4, replace=False)
+        x[i, cols] = rng.choice([-0.5, 0.5], size=4)
+    return x
+
+
+def build(outdir: str) -> dict[str, str]:
+    """Build every golden file in `outdir`; return {name: path}."""
+    os.makedirs(outdir, exist_ok=True)
+    rng = np.random.default_rng(20261122)
+    paths = {}
+
+    p = os.path.join(outdir, "empty.edgevec")
+    edgevec.Index.create(p, dim=8, overwrite=True).close()
+    paths["empty"] = p
+
+    p = os.path.join(outdir, "int-ids.edgevec")
+    with edgevec.Index.create(p, dim=8, metric="dot", overwrite=True) as idx:
+        idx.add(_vectors(rng, 7, 8))
+    paths["int-ids"] = p
+
+    p = os.path.join(outdir, "str-ids.edgevec")
+    ids = ["alpha", "beta", "γάμμα", "数据", "emoji-🙂", "", "x" * 70]
+    texts = ["first text", "second", "τρίτο", "第四个文本", "🙂🙃", "sixth", "seventh"]
+    meta = [{"lang": "en", "year": 2001, "score": 0.5, "ok": True, "tags": ["a", "b"]},
+            {"lang": "fr", "year": 2002, "score": 1.25, "ok": False},
+            {"lang": "el", "year": None, "score": 2, "ok": True},
+            None,
+            {"lang": "en", "nested": {"k": [1, 2]}},
+            {},
+            {"lang": "zh", "year": 2007, "score": -0.75, "ok": False}]
+    with edgevec.Index.create(p, dim=72, store_f16=True, overwrite=True,
+                              user_metadata={"corpus": "golden"}) as idx:
+        idx.add(_cosine_vectors(rng, 7, 72), ids=ids, texts=texts, metadata=meta)
+        idx.add(_cosine_vectors(rng, 3, 72), ids=["delta", "epsilon", "zeta"],
+                texts=["d", "e", "z"], metadata=[{"lang": "de", "year": 2010}, None,
+                                                 {"score": 3}])
+        idx.delete(["beta", "epsilon"])
+    paths["str-ids"] = p
+
+    p2 = os.path.join(outdir, "compacted.edgevec")
+    with open(p, "rb") as src, open(p2, "wb") as dst:
+        dst.write(src.read())
+    with edgevec.open(p2, writable=True) as idx:
+        idx.compact()
+    paths["compacted"] = p2
+    return paths
+
+
+def expected(path: str) -> dict:
+    """Everything a reader must return for a golden file, as plain JSON."""
+    with edgevec.open(path) as idx:
+        rows = []
+        for ident in idx.ids():
+            rec = idx.get(ident)
+            rows.append({"id": rec.id, "text": rec.text, "metadata": rec.metadata,
+                         "vector": [float(v) for v in rec.vector]})
+        info = idx.info()
+        return {"info": {k: info[k] for k in ("format_version", "generation", "dim", "metric",
+                                              "rows", "stored_rows", "deleted", "segments",
+                                              "id_type", "codecs", "fields", "user",
+                                              "committed_bytes")},
+                "rows": rows}
+
+
+def main(argv: list[str]) -> int:
+    outdir = argv[0] if argv else os.path.dirname(os.path.abspath(__file__))
+    for name, path in build(outdir).items():
+        with open(os.path.join(outdir, name + ".expected.json"), "w", encoding="utf-8") as f:
+            json.dump(expected(path), f, ensure_ascii=False, indent=1, sort_keys=True)
+            f.write("\n")
+        print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
