@@ -58,3 +58,20 @@ def patch(path: str, offset: int, data: bytes) -> None:
 
 def u32(v: int) -> bytes:
     return struct.pack("<I", v)
+
+
+def patch_section(path: str, kind: str, rel: int, data: bytes, segment: int | None = 0) -> None:
+    """Overwrite bytes inside a section and commit a directory with its checksum fixed,
+    so the damage is caught by the rule under test rather than by the CRC."""
+    doc, _ = read_directory(path)
+    sec = next(s for s in doc["sections"] if s["kind"] == kind and s.get("segment") == segment)
+    patch(path, sec["offset"] + rel, data)
+    with open(path, "rb") as f:
+        f.seek(sec["offset"])
+        value = crc32(f.read(sec["length"]))
+
+    def edit(d):
+        for s in d["sections"]:
+            if s["kind"] == kind and s.get("segment") == segment:
+                s["crc32"] = value
+    rewrite_directory(path, edit)
