@@ -156,6 +156,8 @@ def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
     metric = ck.get(meta, "metric", str, "meta")
     if metric not in METRICS:
         ck.fail(f"meta.metric {metric!r} is not one of {METRICS}")
+    if "id_type" not in meta:
+        ck.fail("meta misses the required key 'id_type'")
     id_type = ck.get(meta, "id_type", str, "meta", optional=True)
     if id_type is not None and id_type not in ID_TYPES:
         ck.fail(f"meta.id_type {id_type!r} is not one of {ID_TYPES} or null")
@@ -171,7 +173,7 @@ def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
     ck.get(meta, "user", dict, "meta")
     fields = ck.get(meta, "fields", dict, "meta")
     for name, ctype in fields.items():
-        if ctype not in COLUMN_PARTS:
+        if not isinstance(ctype, str) or ctype not in COLUMN_PARTS:
             ck.fail(f"meta.fields[{name!r:.60}] = {ctype!r:.20} is not one of "
                     f"{sorted(COLUMN_PARTS)}")
 

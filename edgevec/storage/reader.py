@@ -141,6 +141,7 @@ class Snapshot:
                 os.close(fd)
         self._views: dict[Section, np.ndarray] = {}
         self._deleted: np.ndarray | None = None
+        self._checked: set[Section] = set()
 
     # --- basic facts -----------------------------------------------------------------
 
@@ -203,8 +204,21 @@ class Snapshot:
         return None if sec is None else bytes(self.array(sec))
 
     def calibration(self) -> np.ndarray | None:
+        """float32 [2, dim]: per-dimension offset and scale of the int8 codes."""
         sec = self.directory.calibration
-        return None if sec is None else self.array(sec)
+        if sec is None:
+            return None
+        cal = self.array(sec)
+        if sec not in self._checked:
+            c = cal.astype(np.float64)
+            top = np.abs(c[0]) + 127 * c[1]
+            if not (np.isfinite(c).all() and (c[1] > 0).all()
+                    and (top < np.finfo(np.float32).max).all()):
+                raise FormatError("calibration holds a non-finite offset, a scale <= 0 or a "
+                                  "range beyond float32",
+                                  path=self.path, offset=sec.offset)
+            self._checked.add(sec)
+        return cal
 
     # --- rows --------------------------------------------------------------------------
 
