@@ -110,17 +110,26 @@ def read_header(fd: int, path) -> Header:
 class Snapshot:
     """One committed, immutable state of an index file, memory-mapped read-only."""
 
-    def __init__(self, path, fd: int | None = None) -> None:
+    def __init__(self, path, *, inode: tuple[int, int] | None = None) -> None:
+        """Map the newest commit of `path`. A writer passes the (st_dev, st_ino) of the
+        file it holds locked, and the snapshot refuses any other file at that path.
+
+        The snapshot opens its own descriptor: Python's mmap keeps a duplicate of the
+        descriptor it maps, and a duplicate of the writer's would keep the writer's
+        flock alive after the writer closed.
+        """
         self.path = os.fspath(path)
-        own = fd is None
-        if own:
-            try:
-                fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except OSError as exc:
-                raise os_error(exc, path, "opening") from None
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise os_error(exc, path, "opening") from None
         try:
             st = os.fstat(fd)
             self.inode = (st.st_dev, st.st_ino)
+            if inode is not None and inode != self.inode:
+                from ..errors import IndexStateError
+                raise IndexStateError(f"{self.path} was replaced by another program while "
+                                      "this writer held it; reopen the index")
             self.header = read_header(fd, self.path)
             slot = self.header.slot
             raw = pread_exact(fd, slot.dir_length, slot.dir_offset)
@@ -137,8 +146,7 @@ class Snapshot:
         except OSError as exc:
             raise os_error(exc, path, "reading") from None
         finally:
-            if own:
-                os.close(fd)
+            os.close(fd)
         self._views: dict[Section, np.ndarray] = {}
         self._deleted: np.ndarray | None = None
         self._checked: set[Section] = set()

@@ -220,10 +220,14 @@ class Writer:
             os.close(fd)
         self.fd = fd
         try:
-            self.snapshot = Snapshot(self.path, fd)
+            self.snapshot = Snapshot(self.path, inode=self._inode())
         except BaseException:
             os.close(fd)
             raise
+
+    def _inode(self) -> tuple[int, int]:
+        st = os.fstat(self.fd)
+        return st.st_dev, st.st_ino
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -242,7 +246,7 @@ class Writer:
             pass
         try:
             self.snapshot.close()
-            self.snapshot = Snapshot(self.path, self.fd)
+            self.snapshot = Snapshot(self.path, inode=self._inode())
         except Exception:  # noqa: BLE001 - the original error is the one to report
             pass
         reason = exc.strerror or str(exc)
@@ -275,7 +279,7 @@ class Writer:
 
     def _refresh(self) -> Snapshot:
         old = self.snapshot
-        self.snapshot = Snapshot(self.path, self.fd)
+        self.snapshot = Snapshot(self.path, inode=self._inode())
         old.close()
         return self.snapshot
 
@@ -307,6 +311,6 @@ class Writer:
             raise
         old_fd, self.fd = self.fd, fd
         self.snapshot.close()
-        self.snapshot = Snapshot(self.path, fd)
         os.close(old_fd)
+        self.snapshot = Snapshot(self.path, inode=self._inode())
         return self.snapshot
