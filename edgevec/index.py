@@ -343,12 +343,13 @@ class Index:
             raise InvalidInput(f"vector {bad} contains NaN or infinity (after conversion to "
                                "float32); every value must be finite")
         if s.meta["metric"] == "cosine" and len(x):
-            norms = np.linalg.norm(x, axis=1)
-            if not (norms > 0).all():
-                bad = int(np.argmin(norms > 0))
+            peak = np.abs(x).max(axis=1)
+            if not (peak > 0).all():
+                bad = int(np.argmin(peak > 0))
                 raise InvalidInput(f"vector {bad} is all zeros; cosine similarity needs a "
                                    "non-zero vector")
-            x = x / norms[:, None]
+            x = x / peak[:, None]  # first scale to max 1: squares of tiny values underflow
+            x /= np.linalg.norm(x, axis=1)[:, None]
         return x
 
     def _check_one_id(self, ident: Any) -> Id:
