@@ -326,9 +326,9 @@ def _check_complete(ck: _Checker, d: Directory, has_f16: bool, id_type: str | No
         if has_f16 != (("f16", s) in d.by_segment):
             ck.fail(f"segment {s}: an f16 section must be present exactly when meta.codecs "
                     "lists 'f16'")
-        id_kinds = ("ids.int",) if id_type == "int" else ("ids.offsets",)
-        if id_kinds[0] not in {k for (k, seg) in d.by_segment if seg == s}:
-            ck.fail(f"segment {s} has no {id_kinds[0]!r} section for its {id_type} ids")
+        id_kind = "ids.int" if id_type == "int" else "ids.offsets"
+        if (id_kind, s) not in d.by_segment:
+            ck.fail(f"segment {s} has no {id_kind!r} section for its {id_type} ids")
         for a, b in PAIRED:
             if ((a, s) in d.by_segment) != ((b, s) in d.by_segment):
                 ck.fail(f"segment {s}: sections {a!r} and {b!r} must come together")

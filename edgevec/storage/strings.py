@@ -45,10 +45,7 @@ class StringTable:
         return StringTableError(message, path=self.path, offset=self.where)
 
     def get(self, i: int) -> str:
-        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        if not a <= b <= len(self.data):
-            raise self._bad(f"string {i} spans bytes [{a}, {b}) of a {len(self.data)}-byte "
-                            "table; the string table is damaged")
+        a, b = self.get_bytes_range(i)
         try:
             return bytes(self.data[a:b]).decode("utf-8")
         except UnicodeDecodeError as exc:

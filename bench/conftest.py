@@ -1,0 +1,57 @@
+"""Benchmark data: built once per machine into bench/.data (seeded), never downloaded."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.environ.get("EDGEVEC_BENCH_DATA", os.path.join(HERE, ".data"))
+sys.path.insert(0, HERE)
+
+DIM = 384
+
+
+def vectors(start: int, n: int, dim: int = DIM) -> np.ndarray:
+    """Seeded float32 vectors of rows [start, start + n): a pure function of its args."""
+    return np.random.default_rng(start).normal(size=(n, dim)).astype(np.float32)
+
+
+def ids_for(start: int, n: int) -> list[str]:
+    return [f"doc-{i:07d}" for i in range(start, start + n)]
+
+
+def texts_for(start: int, n: int) -> list[str]:
+    return [f"passage {i}: a short text of about sixty bytes, for size" for i in
+            range(start, start + n)]
+
+
+def build_edgevec(path: str, n: int, segments: int = 10) -> float:
+    """Build an n-row file in `segments` commits (the same structure at every size, so
+    that only the row count differs between the files compared)."""
+    import edgevec
+    chunk = -(-n // segments)
+    t = time.perf_counter()
+    with edgevec.Index.create(path, dim=DIM, overwrite=True) as idx:
+        for a in range(0, n, chunk):
+            m = min(chunk, n - a)
+            idx.add(vectors(a, m), ids=ids_for(a, m), texts=texts_for(a, m))
+    return time.perf_counter() - t
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> str:
+    os.makedirs(DATA, exist_ok=True)
+    return DATA
+
+
+def cached(path: str, make) -> str:
+    if not os.path.exists(path):
+        tmp = path + ".part"
+        make(tmp)
+        os.replace(tmp, path)
+    return path
