@@ -1,0 +1,206 @@
+"""Every kernel against its NumPy reference, on odd sizes and edge cases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgevec import codecs, search
+from edgevec.errors import DimensionMismatch, InvalidInput
+from edgevec.kernels import reference as ref
+
+DIMS = [8, 64, 72, 1000]
+NS = [0, 1, 7, 4097]
+
+
+def _codes(rng, n, dim, dup=True):
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    if dup and n >= 7:
+        x[3] = x[1]          # duplicate rows tie: lower row first
+        x[5] = 0             # an all-zero row: all bits 0, int8 codes at the offset
+    return x
+
+
+def _memmap(tmp_path, a):
+    path = tmp_path / f"a{a.dtype}{a.shape}.bin"
+    a.tofile(path)
+    return np.memmap(path, dtype=a.dtype, mode="r", shape=a.shape)
+
+
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("n", NS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_hamming_topk_matches_reference(rng, tmp_path, dim, n, threads):
+    x = _codes(rng, n, dim)
+    codes = codecs.sign_bits(x)
+    q = codecs.sign_bits(rng.normal(size=(1, dim)).astype(np.float32))[0]
+    for k in (1, 5, n + 3):
+        d, r = search.hamming_topk(codes, q, k, threads=threads)
+        rd, rr = ref.hamming_topk(codes, q, k)
+        np.testing.assert_array_equal(d, rd)
+        np.testing.assert_array_equal(r, rr)
+    if n:
+        mm = _memmap(tmp_path, codes)
+        allow = rng.random(n) < 0.5
+        d, r = search.hamming_topk(mm, q, 10, allow=allow, threads=threads)
+        rd, rr = ref.hamming_topk(codes, q, 10, allow)
+        np.testing.assert_array_equal(r, rr)
+        np.testing.assert_array_equal(d, rd)
+
+
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("n", NS)
+def test_hamming_batch_matches_reference(rng, dim, n):
+    codes = codecs.sign_bits(_codes(rng, n, dim))
+    qs = codecs.sign_bits(rng.normal(size=(5, dim)).astype(np.float32))
+    allow = (np.arange(n) % 3 != 0) if n else None
+    for k in (1, 10, n + 2):
+        for threads in (1, 2):
+            d, r = search.hamming_topk_batch(codes, qs, k, allow=allow, threads=threads)
+            for i in range(len(qs)):
+                rd, rr = ref.hamming_topk(codes, qs[i], k, allow)
+                np.testing.assert_array_equal(r[i], rr)
+                np.testing.assert_array_equal(d[i], rd)
+
+
+def test_hamming_all_rows_masked_and_k_rows_returned_when_k_pass(rng):
+    codes = codecs.sign_bits(_codes(rng, 500, 64))
+    q = codes[0].copy()
+    d, r = search.hamming_topk(codes, q, 5, allow=np.zeros(500, bool))
+    assert len(d) == 0 and len(r) == 0
+    allow = np.zeros(500, bool)
+    allow[[7, 99, 250, 400, 499]] = True  # exactly k rows pass a very selective filter
+    _, r = search.hamming_topk(codes, q, 5, allow=allow)
+    assert sorted(r.tolist()) == [7, 99, 250, 400, 499]
+    d, r = search.hamming_topk_batch(codes, codes[:3], 5, allow=allow)
+    assert r.shape == (3, 5) and all(sorted(row) == [7, 99, 250, 400, 499] for row in r.tolist())
+
+
+def test_hamming_max_distance_rows_are_found(rng):
+    """Rows at the largest possible distance (every bit differs) are still results."""
+    codes = np.zeros((4, 1), np.uint64)
+    q = np.array([np.iinfo(np.uint64).max], np.uint64)
+    d, r = search.hamming_topk(codes, q, 10)
+    assert d.tolist() == [64] * 4 and r.tolist() == [0, 1, 2, 3]
+
+
+def _quant(rng, n, dim):
+    x = _codes(rng, n, dim)
+    cal = codecs.calibrate_int8(x if n else rng.normal(size=(3, dim)).astype(np.float32))
+    return x, codecs.quantize_int8(x, cal), cal
+
+
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("n", NS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dot_i8_topk_and_rescore_match_reference(rng, tmp_path, dim, n, threads):
+    x, codes, cal = _quant(rng, n, dim)
+    q = rng.normal(size=dim).astype(np.float32)
+    qq = search.quantize_query(q, cal)
+    for k in (1, 5, n + 3):
+        s, r = search.dot_i8_topk(codes, qq, k, threads=threads)
+        rs, rr = ref.dot_i8_topk(codes, qq.q, k)
+        np.testing.assert_array_equal(r, rr)
+        np.testing.assert_allclose(s, qq.bias + qq.scale * rs)
+    if n:
+        mm = _memmap(tmp_path, codes)
+        rows = rng.integers(0, n, size=50)
+        got = search.dot_i8_rescore(mm, qq, rows)
+        np.testing.assert_allclose(got, qq.bias + qq.scale * ref.dot_i8(codes[rows], qq.q))
+        allow = rng.random(n) < 0.3
+        s, r = search.dot_i8_topk(mm, qq, 10, allow=allow, threads=threads)
+        rs, rr = ref.dot_i8_topk(codes, qq.q, 10, allow)
+        np.testing.assert_array_equal(r, rr)
+
+
+def test_dot_i8_no_overflow_at_extremes():
+    """Largest codes and largest query in the widest dimension: int32 must not wrap."""
+    d = 4096
+    codes = np.full((3, d), 127, np.int8)
+    codes[1] = -127
+    cal = np.stack([np.zeros(d), np.ones(d)]).astype(np.float32)
+    qq = search.quantize_query(np.ones(d, np.float32), cal)
+    got = search.dot_i8_rescore(codes, qq, np.arange(3))
+    np.testing.assert_allclose(got, [127 * d, -127 * d, 127 * d], rtol=1e-6)
+    s, r = search.dot_i8_topk(codes, qq, 3)
+    assert r.tolist() == [0, 2, 1]
+
+
+def test_int8_scores_approximate_float_dot(rng):
+    x = rng.normal(size=(2000, 384)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    cal = codecs.calibrate_int8(x)
+    codes = codecs.quantize_int8(x, cal)
+    q = x[17]
+    qq = search.quantize_query(q, cal)
+    approx = search.dot_i8_rescore(codes, qq, np.arange(2000))
+    assert np.abs(approx - x @ q).max() < 0.02
+
+
+def test_results_identical_across_thread_counts(rng):
+    codes = codecs.sign_bits(_codes(rng, 20000, 256))
+    q = codes[11].copy()
+    one = search.hamming_topk(codes, q, 300, threads=1)
+    two = search.hamming_topk(codes, q, 300, threads=2)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda c, q: search.hamming_topk(c.astype(np.int64), q, 3), InvalidInput, "dtype uint64"),
+    (lambda c, q: search.hamming_topk(c, q[:1], 3), DimensionMismatch, "words"),
+    (lambda c, q: search.hamming_topk(c[:, ::2], q[::2].copy(), 3), InvalidInput,
+     "C-contiguous"),
+    (lambda c, q: search.hamming_topk(c, q, 0), InvalidInput, "positive"),
+    (lambda c, q: search.hamming_topk(c, q, 2.5), InvalidInput, "positive"),
+    (lambda c, q: search.hamming_topk(c, q, 3, allow=np.ones(5, bool)), InvalidInput,
+     "5 entries"),
+    (lambda c, q: search.hamming_topk(c, q, 3, allow=np.ones(10, np.float32)), InvalidInput,
+     "bool or uint8"),
+    (lambda c, q: search.hamming_topk(c, q, 3, threads=0), InvalidInput, "threads"),
+])
+def test_bad_input_rejected_before_any_kernel(rng, call, error, words):
+    codes = codecs.sign_bits(rng.normal(size=(10, 128)).astype(np.float32))
+    with pytest.raises(error, match=words):
+        call(codes, codes[0].copy())
+
+
+def test_bad_queries_rejected(rng):
+    with pytest.raises(InvalidInput, match="NaN"):
+        search.check_query([np.nan] * 8, 8)
+    with pytest.raises(DimensionMismatch):
+        search.check_query(np.ones(9), 8)
+    codes = np.zeros((5, 8), np.int8)
+    cal = np.stack([np.zeros(8), np.ones(8)]).astype(np.float32)
+    qq = search.quantize_query(np.ones(8, np.float32), cal)
+    with pytest.raises(InvalidInput, match="candidate rows"):
+        search.dot_i8_rescore(codes, qq, np.array([0, 5]))
+    with pytest.raises(InvalidInput, match="dtype int8"):
+        search.dot_i8_rescore(codes.astype(np.int16), qq, np.array([0]))
+
+
+def test_kernels_run_without_jit(tmp_path):
+    """NUMBA_DISABLE_JIT=1: the same kernels as plain Python (small sizes)."""
+    code = (
+        "import numpy as np\n"
+        "from edgevec import codecs, search\n"
+        "from edgevec.kernels import reference as ref\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.normal(size=(37, 72)).astype(np.float32)\n"
+        "c = codecs.sign_bits(x); q = c[3].copy()\n"
+        "d, r = search.hamming_topk(c, q, 5); rd, rr = ref.hamming_topk(c, q, 5)\n"
+        "assert (r == rr).all() and (d == rd).all()\n"
+        "d, r = search.hamming_topk_batch(c, c[:2], 4)\n"
+        "assert (r[1] == ref.hamming_topk(c, c[1], 4)[1]).all()\n"
+        "cal = codecs.calibrate_int8(x); codes = codecs.quantize_int8(x, cal)\n"
+        "qq = search.quantize_query(x[0], cal)\n"
+        "s, r = search.dot_i8_topk(codes, qq, 6)\n"
+        "assert (r == ref.dot_i8_topk(codes, qq.q, 6)[1]).all()\n"
+        "print('ok')\n")
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
