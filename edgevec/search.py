@@ -117,8 +117,8 @@ def threads_for(threads: int | None):
 
 
 def _blocks(threads: int, n: int) -> int:
-    # a few blocks per thread balance a noisy machine; results do not depend on it
-    return max(1, min(4 * threads, n))
+    # a couple of chunks per thread balance a noisy machine; results do not depend on it
+    return max(1, min(2 * threads, n))
 
 
 # --- Hamming ------------------------------------------------------------------------------
@@ -133,25 +133,21 @@ def hamming_topk(codes: np.ndarray, query: np.ndarray, k: int, *,
     min(k, eligible rows), ordered by distance then row.
     """
     from .kernels import hamming as H
+    from .kernels.topk import split_hamming_keys
     codes = check_codes(codes, np.uint64, "codes")
     query = check_codes(query, np.uint64, "query", ndim=1)
     if query.shape[0] != codes.shape[1]:
         raise DimensionMismatch(f"query has {query.shape[0]} words, codes {codes.shape[1]}")
     k = check_k(k)
-    n, w = codes.shape
+    n = len(codes)
     mask = check_mask(allow, n)
+    kk = min(k, n if allow is None else int(np.count_nonzero(mask)))
+    if kk == 0:
+        return np.zeros(0, np.int32), np.zeros(0, np.int64)
     with threads_for(threads) as t:
-        hist = np.zeros((_blocks(t, n), w * 64 + 2), dtype=np.int64)
-        dist = np.empty(n, dtype=np.uint16)
-        if n:
-            H.hamming_dist_hist(codes, query, mask, dist, hist)
-        thr, take, total = H.hamming_threshold(hist, k)
-        keys = np.empty(total, dtype=np.int64)
-        if total:
-            H.hamming_collect(dist, hist, thr, take, keys)
-            H.sort_keys(keys, total)
-    from .kernels.topk import split_hamming_keys
-    return split_hamming_keys(keys)
+        heaps = H.new_heaps(1, _blocks(t, n), kk)[0]
+        H.hamming_topk(codes, query, mask, heaps)
+    return split_hamming_keys(np.sort(heaps.ravel())[:kk])
 
 
 def hamming_topk_batch(codes: np.ndarray, queries: np.ndarray, k: int, *,

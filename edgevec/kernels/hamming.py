@@ -1,15 +1,21 @@
 """Hamming distance kernels over packed sign bits (uint64 words, see edgevec.codecs).
 
-Single query: one parallel pass computes every distance (uint16) and a histogram of
-distances per block of rows; the histogram gives the exact distance threshold of the
-k-th result, and a second parallel pass copies the rows under it. No sort of n values,
-no heap: distances are small integers (0..bits).
+Top-k is threshold selection over small integers: each chunk of rows keeps a max-heap of
+its k best keys, and a row is looked at only if its distance is at most the distance of
+the chunk's current k-th best (one integer compare); a heap update is rare once the heap
+is full. Per-chunk heaps are merged at the end; keys order by (distance, row), so results
+do not depend on the number of chunks or threads.
 
-Batch of queries: rows are cut into chunks, one per thread; each chunk is scanned in
-blocks of BATCH_BLOCK rows that stay in cache while every query visits them, each query
-keeping a heap of its best k keys per chunk; heaps are merged at the end.
+Single query: parallel over chunks of rows; each row's words are XOR-ed and popcounted
+in place (memory-bound: the scan reads each code once).
 
-`allow` is a uint8/bool row mask (1 = eligible) or an empty array for "all rows".
+Batch of queries: parallel over chunks of rows; each chunk is cut into blocks of
+BATCH_BLOCK rows, transposed once into a word-major scratch buffer that stays in L1, and
+every query then computes the distances of the whole block in vectorised int32 lanes. A
+block whose smallest distance exceeds a query's threshold is skipped without touching the
+heap.
+
+`allow` is a uint8 row mask (1 = eligible) or an empty array for "all rows".
 """
 
 from __future__ import annotations
@@ -17,10 +23,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._intrinsics import KEY_NONE, block_bounds, popcount64
+from ._intrinsics import KEY_NONE, ROW_BITS, block_bounds, popcount64
 from .topk import hamming_key, heap_replace_top
 
-BATCH_BLOCK = 512
+BATCH_BLOCK = 256
 
 
 @njit(cache=True, inline="always")
@@ -32,98 +38,77 @@ def hamming_row(codes, i, q, w):
 
 
 @njit(cache=True, parallel=True)
-def hamming_dist_hist(codes, q, allow, dist, hist):
-    """codes uint64[n, w], q uint64[w], allow uint8[n] or [0] -> dist uint16[n] and
-    hist int64[nblocks, w*64 + 2] (row counts per distance per block; masked rows go to
-    the last bin and get distance w*64 + 1)."""
+def hamming_topk(codes, q, allow, heaps):
+    """codes uint64[n, w], q uint64[w], allow uint8[n] or [0] -> heaps int64[nchunks, k]
+    of the best keys per chunk (filled with KEY_NONE by the caller)."""
     n, w = codes.shape
-    nblocks = hist.shape[0]
-    masked = hist.shape[1] - 1
+    nchunks = heaps.shape[0]
     use_mask = allow.shape[0] > 0
-    for b in prange(nblocks):
-        lo, hi = block_bounds(b, nblocks, n)
-        h = hist[b]
-        for i in range(lo, hi):
-            if use_mask and not allow[i]:
-                dist[i] = masked
-                h[masked] += 1
-            else:
+    for c in prange(nchunks):
+        lo, hi = block_bounds(c, nchunks, n)
+        heap = heaps[c]
+        thr = heap[0] >> ROW_BITS
+        if use_mask:  # two loops: a mask test inside the hot loop costs ~40% here
+            for i in range(lo, hi):
+                if allow[i]:
+                    d = hamming_row(codes, i, q, w)
+                    if d <= thr:
+                        key = hamming_key(d, i)
+                        if key < heap[0]:
+                            heap_replace_top(heap, key)
+                            thr = heap[0] >> ROW_BITS
+        else:
+            for i in range(lo, hi):
                 d = hamming_row(codes, i, q, w)
-                dist[i] = d
-                h[d] += 1
-
-
-@njit(cache=True)
-def hamming_threshold(hist, k):
-    """The distance t of the k-th best row and how many rows at distance t to take.
-    Returns (t, take_at_t, total) with total = eligible rows selected (min(k, eligible))."""
-    nbins = hist.shape[1] - 1  # the last bin holds masked rows
-    below = 0
-    for t in range(nbins):
-        at = 0
-        for b in range(hist.shape[0]):
-            at += hist[b, t]
-        if below + at >= k:
-            return t, k - below, k
-        below += at
-    return nbins, 0, below  # fewer than k eligible rows: take them all
-
-
-@njit(cache=True, parallel=True)
-def hamming_collect(dist, hist, t, take_at_t, out_keys):
-    """Write the keys of every row with distance < t, and of the first take_at_t rows (in
-    row order) at distance t, into out_keys (unsorted)."""
-    nblocks = hist.shape[0]
-    n = dist.shape[0]
-    start_lt = np.zeros(nblocks + 1, dtype=np.int64)
-    start_eq = np.zeros(nblocks + 1, dtype=np.int64)
-    for b in range(nblocks):
-        lt = 0
-        for d in range(t):
-            lt += hist[b, d]
-        start_lt[b + 1] = start_lt[b] + lt
-        start_eq[b + 1] = start_eq[b] + hist[b, t]
-    n_lt = start_lt[nblocks]
-    for b in prange(nblocks):
-        lo, hi = block_bounds(b, nblocks, n)
-        p_lt = start_lt[b]
-        p_eq = start_eq[b]
-        for i in range(lo, hi):
-            d = dist[i]
-            if d < t:
-                out_keys[p_lt] = hamming_key(d, i)
-                p_lt += 1
-            elif d == t:
-                if p_eq < take_at_t:
-                    out_keys[n_lt + p_eq] = hamming_key(d, i)
-                p_eq += 1
-
-
-@njit(cache=True)
-def sort_keys(keys, count):
-    keys[:count] = np.sort(keys[:count])
+                if d <= thr:
+                    key = hamming_key(d, i)
+                    if key < heap[0]:
+                        heap_replace_top(heap, key)
+                        thr = heap[0] >> ROW_BITS
 
 
 @njit(cache=True, parallel=True)
 def hamming_topk_batch(codes, queries, allow, heaps):
     """codes uint64[n, w], queries uint64[nq, w] -> heaps int64[nchunks, nq, k] of the best
-    keys per chunk of rows (heaps must be filled with KEY_NONE by the caller)."""
+    keys per chunk of rows (filled with KEY_NONE by the caller)."""
     n, w = codes.shape
     nchunks, nq, k = heaps.shape
     use_mask = allow.shape[0] > 0
+    masked = np.int32(w * 64 + 1)  # larger than any distance: never selected
     for c in prange(nchunks):
         lo, hi = block_bounds(c, nchunks, n)
+        cols = np.empty((w, BATCH_BLOCK), dtype=np.uint64)
+        base = np.empty(BATCH_BLOCK, dtype=np.int32)
+        acc = np.empty(BATCH_BLOCK, dtype=np.int32)
         for b0 in range(lo, hi, BATCH_BLOCK):
-            b1 = min(hi, b0 + BATCH_BLOCK)
+            m = min(hi, b0 + BATCH_BLOCK) - b0
+            for i in range(m):
+                for j in range(w):
+                    cols[j, i] = codes[b0 + i, j]
+                base[i] = masked if use_mask and not allow[b0 + i] else 0
             for qi in range(nq):
                 heap = heaps[c, qi]
                 q = queries[qi]
-                for i in range(b0, b1):
-                    if use_mask and not allow[i]:
-                        continue
-                    key = hamming_key(hamming_row(codes, i, q, w), i)
-                    if key < heap[0]:
-                        heap_replace_top(heap, key)
+                for i in range(m):
+                    acc[i] = base[i]
+                for j in range(w):
+                    qj = q[j]
+                    col = cols[j]
+                    for i in range(m):
+                        acc[i] += np.int32(popcount64(col[i] ^ qj))
+                thr = heap[0] >> ROW_BITS
+                low = acc[0]
+                for i in range(1, m):
+                    low = min(low, acc[i])
+                if low > thr:
+                    continue
+                for i in range(m):
+                    d = acc[i]
+                    if d <= thr:
+                        key = hamming_key(d, b0 + i)
+                        if key < heap[0]:
+                            heap_replace_top(heap, key)
+                            thr = heap[0] >> ROW_BITS
 
 
 def new_heaps(nchunks: int, nq: int, k: int) -> np.ndarray:
