@@ -26,16 +26,19 @@ from .errors import (
     WriteFailed,
 )
 from .index import Index, Record, info, open, verify  # noqa: A004 - edgevec.open is public
+from .results import BatchResults, Hit, Results
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
+    "BatchResults",
     "ChecksumMismatch",
     "DimensionMismatch",
     "DuplicateId",
     "EdgevecError",
     "FormatError",
+    "Hit",
     "IdTypeMismatch",
     "Index",
     "IndexExists",
@@ -47,6 +50,7 @@ __all__ = [
     "NotAnEdgevecFile",
     "ReadOnlyError",
     "Record",
+    "Results",
     "TruncatedFile",
     "UnknownId",
     "UnsupportedVersion",

@@ -23,6 +23,8 @@ from .errors import (
     ReadOnlyError,
     UnknownId,
 )
+from . import search as S
+from .results import BatchResults, Results
 from .storage.columns import check_field_name, encode_columns
 from .storage.directory import MAX_DIM
 from .storage.layout import METRICS, VERSION_MAJOR, VERSION_MINOR
@@ -33,6 +35,7 @@ from .storage.writer import Pending, Writer, create_file
 
 Id = int | str
 MAX_ID_BYTES = 4096
+DEFAULT_M = 10  # rescoring depth when the file has no calibrated one
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,91 @@ class Index:
     def info(self) -> dict[str, Any]:
         return _info(self._s)
 
+    # --- search ------------------------------------------------------------------------
+
+    def search(self, query: Any, k: int = 10, *, m: int | None = None, exact: bool = False,
+               min_score: float | None = None, rescore_f16: bool = True,
+               threads: int | None = None) -> Results | BatchResults:
+        """Search by vector: a [dim] vector gives `Results`, an [n, dim] batch
+        `BatchResults`.
+
+        Parameters
+        ----------
+        k : results per query (fewer when fewer rows are live).
+        m : rescoring depth of the funnel: k*m candidates by Hamming distance are rescored
+            with int8 (then float16 when stored). Default: the file's calibrated value.
+        exact : skip the funnel: scan every row (float16 when stored, else int8).
+        min_score : drop results scoring below this.
+        threads : threads for the scans (default: all cores).
+        """
+        s = self._s
+        k = S.check_k(k)
+        single = np.ndim(query) == 1
+        q = S.check_query(query, s.dim)
+        if s.meta["metric"] == "cosine":
+            q = _normalise(q)
+        if m is None:
+            m = s.meta.get("rescore_m") or DEFAULT_M
+        m = S.check_k(m, "m")
+        if min_score is not None and not np.isfinite(min_score):
+            raise InvalidInput(f"min_score must be a finite number, got {min_score!r}")
+        segments = self._segments(s)
+        out = []
+        for qi in q:
+            if not segments:
+                scores, rows = np.zeros(0, np.float32), np.zeros(0, np.int64)
+            elif exact:
+                scores, rows = self._exact(segments, s, qi, k, threads)
+            else:
+                scores, rows = S.funnel_search(segments, s.calibration(), qi, k, m=m,
+                                               rescore_f16=rescore_f16, threads=threads)
+            if min_score is not None:
+                keep = scores >= min_score
+                scores, rows = scores[keep], rows[keep]
+            out.append(self._results(scores, rows))
+        return out[0] if single else BatchResults(tuple(out))
+
+    def _segments(self, s: Snapshot) -> list[S.Segment]:
+        deleted = s.deleted_mask() if s.meta["deleted"] else None
+        segs = []
+        for g, info in enumerate(s.directory.segments):
+            allow = None
+            if deleted is not None:
+                part = deleted[info.row_start:info.row_start + info.rows]
+                if part.any():
+                    allow = ~part
+            segs.append(S.Segment(s.segment_array("binary", g), s.segment_array("int8", g),
+                                  s.segment_array("f16", g), info.row_start, allow))
+        return segs
+
+    def _exact(self, segments, s: Snapshot, q: np.ndarray, k: int, threads):
+        scores, rows = [], []
+        qq = None
+        for seg in segments:
+            if seg.f16 is not None:
+                sc, r = S.exact_topk_f16(seg.f16, q, k, allow=seg.allow)
+            else:
+                if qq is None:
+                    qq = S.quantize_query(q, s.calibration())
+                sc, r = S.dot_i8_topk(seg.int8, qq, k, allow=seg.allow, threads=threads)
+            scores.append(np.asarray(sc, np.float32))
+            rows.append(r + seg.row_start)
+        return S.best_k(np.concatenate(scores), np.concatenate(rows), k)
+
+    def _results(self, scores: np.ndarray, rows: np.ndarray) -> Results:
+        s = self._s
+        ids, texts, metas = [], [], []
+        for row in rows.tolist():
+            seg, local = s.locate(row)
+            ids.append(s.id_at(seg, local))
+            texts.append(s.text_at(seg, local))
+            metas.append(s.metadata_at(seg, local))
+        scores = np.asarray(scores, dtype=np.float32)
+        scores.flags.writeable = False
+        rows = np.asarray(rows, dtype=np.int64)
+        rows.flags.writeable = False
+        return Results(tuple(ids), scores, tuple(texts), tuple(metas), rows)
+
     def verify(self) -> dict[str, Any]:
         """Check every checksum and structural rule; raises a FormatError on damage."""
         return self._s.verify()
@@ -343,13 +431,7 @@ class Index:
             raise InvalidInput(f"vector {bad} contains NaN or infinity (after conversion to "
                                "float32); every value must be finite")
         if s.meta["metric"] == "cosine" and len(x):
-            peak = np.abs(x).max(axis=1)
-            if not (peak > 0).all():
-                bad = int(np.argmin(peak > 0))
-                raise InvalidInput(f"vector {bad} is all zeros; cosine similarity needs a "
-                                   "non-zero vector")
-            x = x / peak[:, None]  # first scale to max 1: squares of tiny values underflow
-            x /= np.linalg.norm(x, axis=1)[:, None]
+            x = _normalise(x)
         return x
 
     def _check_one_id(self, ident: Any) -> Id:
@@ -400,6 +482,17 @@ class Index:
             j = int(np.argmax(rows >= 0))
             raise DuplicateId(f"id {ids[j]!r} is already in {self._path}; delete it first to "
                               "replace it; nothing was added")
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    """L2-normalise rows; an all-zero row is an error (cosine is undefined for it)."""
+    peak = np.abs(x).max(axis=1)
+    if not (peak > 0).all():
+        bad = int(np.argmin(peak > 0))
+        raise InvalidInput(f"vector {bad} is all zeros; cosine similarity needs a "
+                           "non-zero vector")
+    x = x / peak[:, None]  # scale to max 1 first: squares of tiny values underflow
+    return x / np.linalg.norm(x, axis=1)[:, None]
 
 
 def _normalise_id(ident: Any) -> tuple[Id, str]:

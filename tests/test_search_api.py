@@ -1,0 +1,102 @@
+"""Index.search over a real file: funnel, exact mode, batches, deletions, bad queries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgevec
+from edgevec import search
+from test_funnel_recall import embedding_like
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    x = embedding_like(6000, dim=128, seed=5)
+    path = str(tmp_path_factory.mktemp("s") / "s.edgevec")
+    with edgevec.Index.create(path, dim=128, store_f16=True) as idx:
+        for a in range(0, 6000, 2000):  # three segments
+            idx.add(x[a:a + 2000], ids=[f"r{i}" for i in range(a, a + 2000)],
+                    texts=[f"text {i}" for i in range(a, a + 2000)],
+                    metadata=[{"i": i} for i in range(a, a + 2000)])
+    return path, x
+
+
+def test_search_returns_frozen_results(built):
+    path, x = built
+    with edgevec.open(path) as idx:
+        res = idx.search(x[10], k=5)
+        assert isinstance(res, edgevec.Results) and len(res) == 5
+        assert res.ids[0] == "r10" and res.texts[0] == "text 10"
+        assert res.metadata[0] == {"i": 10}
+        assert np.all(np.diff(res.scores) <= 0)
+        assert res[0].id == "r10" and res.to_list()[0]["id"] == "r10"
+        with pytest.raises(ValueError):
+            res.scores[0] = 1
+        with pytest.raises(AttributeError):
+            res.ids = ()
+
+
+def test_funnel_matches_exact_on_most_queries(built):
+    path, x = built
+    with edgevec.open(path) as idx:
+        truth = [search.best_k(x @ x[i], np.arange(len(x)), 10)[1] for i in range(0, 6000, 300)]
+        batch = idx.search(x[0:6000:300], k=10, m=20)
+        assert isinstance(batch, edgevec.BatchResults) and len(batch) == 20
+        found = [np.array([int(i[1:]) for i in r.ids]) for r in batch]
+        assert search.recall_at_k(found, truth) >= 0.95
+        exact = idx.search(x[0:6000:300], k=10, exact=True)
+        found = [np.array([int(i[1:]) for i in r.ids]) for r in exact]
+        assert search.recall_at_k(found, truth) >= 0.99  # float16 vs float32 ties only
+
+
+def test_deleted_rows_never_come_back(built, tmp_path):
+    path, x = built
+    import shutil
+    p = str(tmp_path / "d.edgevec")
+    shutil.copyfile(path, p)
+    with edgevec.open(p, writable=True) as idx:
+        before = idx.search(x[100], k=10)
+        idx.delete(list(before.ids[:5]))
+        after = idx.search(x[100], k=10)
+        assert len(after) == 10 and not set(after.ids) & set(before.ids[:5])
+        ex = idx.search(x[100], k=10, exact=True)
+        assert not set(ex.ids) & set(before.ids[:5])
+        idx.compact()
+        assert idx.search(x[100], k=10).ids == after.ids
+
+
+def test_min_score_and_small_indexes(built, tmp_path):
+    path, x = built
+    with edgevec.open(path) as idx:
+        res = idx.search(x[3], k=50, min_score=0.5)
+        assert len(res) < 50 and np.all(res.scores >= 0.5)
+    p = str(tmp_path / "tiny.edgevec")
+    with edgevec.Index.create(p, dim=128) as idx:
+        assert len(idx.search(x[0], k=3)) == 0  # empty index
+        idx.add(x[:2], ids=["a", "b"])
+        res = idx.search(x[0], k=10)  # k larger than the index
+        assert res.ids == ("a", "b")
+
+
+def test_search_results_same_with_one_or_two_threads(built):
+    path, x = built
+    with edgevec.open(path) as idx:
+        a = idx.search(x[7:12], k=10, threads=1)
+        b = idx.search(x[7:12], k=10, threads=2)
+        assert a.ids == b.ids
+
+
+@pytest.mark.parametrize("query, k, error, words", [
+    (np.ones(127), 5, edgevec.DimensionMismatch, "dimension 127"),
+    (np.full(128, np.nan), 5, edgevec.InvalidInput, "NaN"),
+    (np.zeros(128), 5, edgevec.InvalidInput, "all zeros"),
+    (np.ones(128), 0, edgevec.InvalidInput, "positive"),
+    (np.ones((2, 2, 128)), 5, edgevec.InvalidInput, "shape"),
+    ("text", 5, edgevec.InvalidInput, "float"),
+])
+def test_bad_queries(built, query, k, error, words):
+    path, _ = built
+    with edgevec.open(path) as idx:
+        with pytest.raises(error, match=words):
+            idx.search(query, k=k)
