@@ -150,6 +150,24 @@ class Snapshot:
         self._views: dict[Section, np.ndarray] = {}
         self._deleted: np.ndarray | None = None
         self._checked: set[Section] = set()
+        self._advise()
+
+    def _advise(self) -> None:
+        """Tell the kernel how each section is read. Rescoring touches a few scattered
+        rows of the int8/f16 codes: without MADV_RANDOM each page fault on a cold file
+        reads ahead megabytes (measured: 466 ms for 100 rows; 1-4 ms with the advice).
+        Binary codes are scanned front to back and keep the default readahead."""
+        advice = getattr(mmap, "MADV_RANDOM", None)
+        if advice is None or not hasattr(self._mm, "madvise"):
+            return
+        page = mmap.PAGESIZE
+        for sec in self.directory.sections:
+            if sec.kind in ("int8", "f16") and sec.length >= 16 * page:
+                start = sec.offset - sec.offset % page
+                try:
+                    self._mm.madvise(advice, start, sec.offset + sec.length - start)
+                except (OSError, ValueError):
+                    return  # advice is a hint; a kernel that refuses it changes nothing
 
     # --- basic facts -----------------------------------------------------------------
 
