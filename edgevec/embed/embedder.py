@@ -1,0 +1,277 @@
+"""Text -> vectors with a tokenizer.json and an ONNX model, on the CPU, offline.
+
+Texts are tokenized without padding, sorted by token count, cut into batches, padded to
+the longest text of each batch (length bucketing: little work is spent on padding), run
+through onnxruntime, pooled if the model outputs token embeddings, L2-normalised, and put
+back in input order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import EdgevecError, InvalidInput, ModelMismatch
+
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "edgevec-model.json"
+PROGRESS_MIN_TEXTS = 2000
+
+
+class ModelError(EdgevecError):  # noqa: N818 - named like the other errors
+    """A model directory or file is missing, damaged, or does not match its manifest."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What edgevec needs to know about a sentence-embedding model."""
+
+    name: str
+    dim: int
+    max_tokens: int = 256
+    pooling: str = "mean"          # "mean", "cls", or "none" (the model pools itself)
+    normalize: bool = True
+    variant: str | None = None
+    sha256: dict | None = None     # file name -> hex digest of model.onnx / tokenizer.json
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dim": self.dim, "max_tokens": self.max_tokens,
+                "pooling": self.pooling, "normalize": self.normalize,
+                "variant": self.variant, "sha256": self.sha256 or {}}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "ModelConfig":
+        try:
+            return cls(name=str(d["name"]), dim=int(d["dim"]),
+                       max_tokens=int(d.get("max_tokens", 256)),
+                       pooling=str(d.get("pooling", "mean")),
+                       normalize=bool(d.get("normalize", True)), variant=d.get("variant"),
+                       sha256=dict(d.get("sha256") or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"model config is missing or mistypes a field: {exc}") from None
+
+
+def _pooling_from_sentence_transformers(model_dir: str) -> str | None:
+    path = os.path.join(model_dir, "1_Pooling", "config.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        cfg = json.load(f)
+    if cfg.get("pooling_mode_cls_token"):
+        return "cls"
+    if cfg.get("pooling_mode_mean_tokens"):
+        return "mean"
+    raise ModelError(f"{path}: only mean or CLS pooling is supported")
+
+
+class Embedder:
+    """A text embedding model: `encode(texts)` -> float32 [n, dim], L2-normalised.
+
+    Load with `Embedder.load(name_or_directory)`, or `Embedder.from_bytes(...)` for a
+    model carried inside an index file.
+    """
+
+    def __init__(self, model_bytes: bytes, tokenizer_json: bytes, config: ModelConfig, *,
+                 threads: int | None = None, source: str = "<bytes>") -> None:
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+        except ImportError as exc:  # pragma: no cover - both are runtime dependencies
+            raise ModelError(f"text embedding needs onnxruntime and tokenizers: {exc}; "
+                             "pip install onnxruntime tokenizers") from None
+        self.config = config
+        self.source = source
+        try:
+            tok = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
+        except Exception as exc:  # noqa: BLE001 - the tokenizers library raises plain Exception
+            raise ModelError(f"{source}: tokenizer.json cannot be read ({exc}); rebuild the "
+                             "model (edgevec model build NAME)") from None
+        tok.no_padding()  # we pad per length bucket
+        tok.enable_truncation(max_length=config.max_tokens)
+        self._tok = tok
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # int8 weights dequantised once at load, float32 compute (see bert_onnx.py)
+        opts.add_session_config_entry("session.disable_quant_qdq", "1")
+        opts.inter_op_num_threads = 1
+        if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+                raise InvalidInput(f"threads must be a positive int, got {threads!r}")
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(model_bytes, opts,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own base classes
+            raise ModelError(f"{source}: model.onnx cannot be loaded ({str(exc)[:200]}); "
+                             "rebuild it with `edgevec model build NAME`") from None
+        self._inputs = [i.name for i in self._session.get_inputs()]
+        if "input_ids" not in self._inputs:
+            raise ModelError(f"{source}: the ONNX model has no 'input_ids' input "
+                             f"(inputs: {self._inputs})")
+        out = self._session.get_outputs()
+        names = [o.name for o in out]
+        self._output = "sentence_embedding" if "sentence_embedding" in names else names[0]
+        self._pooled = self._output == "sentence_embedding" or len(out[0].shape) == 2
+        self.identity = {"name": config.name, "dim": config.dim,
+                         "variant": config.variant, "sha256": sha256_bytes(model_bytes)}
+
+    # --- loading --------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, name_or_dir: str = "minilm-l6", *, variant: str | None = None,
+             threads: int | None = None, verify: bool = True) -> "Embedder":
+        """A built model by name (from edgevec's model cache) or any model directory with
+        model.onnx + tokenizer.json (+ edgevec-model.json or a sentence-transformers
+        1_Pooling/config.json). Never downloads anything."""
+        if os.path.isdir(name_or_dir):
+            return cls.from_directory(name_or_dir, threads=threads, verify=verify)
+        from .models import model_dir
+        return cls.from_directory(model_dir(name_or_dir, variant), threads=threads,
+                                  verify=verify)
+
+    @classmethod
+    def from_directory(cls, path: str, *, threads: int | None = None,
+                       verify: bool = True) -> "Embedder":
+        files = {}
+        for name in (MODEL_FILE, TOKENIZER_FILE):
+            p = os.path.join(path, name)
+            try:
+                with open(p, "rb") as f:
+                    files[name] = f.read()
+            except OSError as exc:
+                raise ModelError(f"{p}: {exc.strerror}; a model directory needs {MODEL_FILE} "
+                                 f"and {TOKENIZER_FILE} (build the default one with "
+                                 "`edgevec model build minilm-l6`)") from None
+        cfg_path = os.path.join(path, CONFIG_FILE)
+        if os.path.exists(cfg_path):
+            with open(cfg_path, encoding="utf-8") as f:
+                try:
+                    config = ModelConfig.from_json(json.load(f))
+                except ValueError as exc:
+                    raise ModelError(f"{cfg_path}: not valid JSON ({exc})") from None
+        else:
+            config = None
+        if config is not None and verify and config.sha256:
+            for name, data in files.items():
+                want = config.sha256.get(name)
+                if want and sha256_bytes(data) != want:
+                    raise ModelError(
+                        f"{os.path.join(path, name)}: sha256 {sha256_bytes(data)[:16]}... does "
+                        f"not match the recorded {want[:16]}...; the file is damaged or was "
+                        f"changed. Rebuild: edgevec model build {config.name} --force")
+        emb = cls(files[MODEL_FILE], files[TOKENIZER_FILE],
+                  config or ModelConfig(name=os.path.basename(os.path.abspath(path)), dim=0),
+                  threads=threads, source=path)
+        if config is None:  # a foreign model directory: learn dim and pooling
+            pooling = _pooling_from_sentence_transformers(path) or (
+                "none" if emb._pooled else "mean")
+            probe = emb._run_batch(["dimension probe"], pooling)
+            emb.config = ModelConfig(name=os.path.basename(os.path.abspath(path)),
+                                     dim=int(probe.shape[1]), pooling=pooling)
+            emb.identity["dim"] = emb.config.dim
+        return emb
+
+    @classmethod
+    def from_bytes(cls, model_bytes: bytes, tokenizer_json: bytes, config: dict | ModelConfig,
+                   *, threads: int | None = None) -> "Embedder":
+        cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_json(config)
+        return cls(model_bytes, tokenizer_json, cfg, threads=threads)
+
+    # --- encoding ---------------------------------------------------------------------------
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def encode(self, texts: Sequence[str] | str, *, batch_size: int = 32,
+               show_progress: bool | None = None) -> np.ndarray:
+        """float32 [n, dim], L2-normalised, in input order. A single str gives [1, dim].
+
+        An empty string is embedded like any text (it tokenizes to [CLS] [SEP]); texts
+        longer than `max_tokens` tokens are truncated."""
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInput(f"batch_size must be a positive int, got {batch_size!r}")
+        n = len(texts)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        if n == 0:
+            return out
+        encodings = self._tok.encode_batch(texts)
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=n)
+        order = np.argsort(lengths, kind="stable")
+        if show_progress is None:
+            show_progress = n >= PROGRESS_MIN_TEXTS and sys.stderr.isatty()
+        start = time.perf_counter()
+        for a in range(0, n, batch_size):
+            idx = order[a:a + batch_size]
+            out[idx] = self._run(encodings, idx, lengths, self.config.pooling)
+            if show_progress:
+                done = min(a + batch_size, n)
+                rate = done / max(time.perf_counter() - start, 1e-9)
+                eta = (n - done) / rate
+                print(f"\r  embedded {done}/{n} texts, {rate:,.0f} texts/s, ETA {eta:4.0f} s",
+                      end="", file=sys.stderr, flush=True)
+        if show_progress:
+            print(file=sys.stderr)
+        return out
+
+    def _run(self, encodings, idx: np.ndarray, lengths: np.ndarray, pooling: str) -> np.ndarray:
+        width = int(lengths[idx].max())
+        ids = np.zeros((len(idx), width), dtype=np.int64)
+        mask = np.zeros((len(idx), width), dtype=np.int64)
+        for r, i in enumerate(idx.tolist()):
+            e = encodings[i].ids
+            ids[r, :len(e)] = e
+            mask[r, :len(e)] = 1
+        feed = {"input_ids": ids}
+        if "attention_mask" in self._inputs:
+            feed["attention_mask"] = mask
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        y = self._session.run([self._output], feed)[0].astype(np.float32, copy=False)
+        if y.ndim == 3:
+            if pooling == "cls":
+                y = y[:, 0]
+            else:
+                m = mask[:, :, None].astype(np.float32)
+                y = (y * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+        if y.ndim != 2 or (self.dim and y.shape[1] != self.dim):
+            raise ModelMismatch(f"{self.source}: the model returned shape {list(y.shape)}, "
+                                f"expected [batch, {self.dim}]")
+        if self.config.normalize:
+            y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+        return y
+
+    def _run_batch(self, texts: list[str], pooling: str) -> np.ndarray:
+        enc = self._tok.encode_batch(texts)
+        lengths = np.array([len(e.ids) for e in enc])
+        return self._run(enc, np.arange(len(texts)), lengths, pooling)
+
+    def check_dim(self, dim: int, where: str) -> None:
+        if self.dim != dim:
+            raise ModelMismatch(f"model {self.name} gives {self.dim}-dimensional vectors but "
+                                f"{where} holds {dim}-dimensional ones; use the model the "
+                                "index was built with")
