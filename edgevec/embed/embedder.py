@@ -107,6 +107,9 @@ class Embedder:
         # int8 weights dequantised once at load, float32 compute (see bert_onnx.py)
         opts.add_session_config_entry("session.disable_quant_qdq", "1")
         opts.inter_op_num_threads = 1
+        # the arena keeps every batch's peak allocation for good: 1.4 GB peak RSS after a
+        # batch of 32 x 200 tokens with it, 0.45 GB without, at the same speed
+        opts.enable_cpu_mem_arena = False
         if threads is not None:
             if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
                 raise InvalidInput(f"threads must be a positive int, got {threads!r}")
