@@ -36,6 +36,7 @@ from .storage.writer import Pending, Writer, create_file
 Id = int | str
 MAX_ID_BYTES = 4096
 DEFAULT_M = 10  # rescoring depth when the file has no calibrated one
+CALIBRATE_MIN_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -61,24 +62,38 @@ class Index:
         self._path = path
         self._snap: Snapshot | None = snapshot
         self._writer = writer
+        self._embedder = None
 
     # --- constructors ----------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike, *, dim: int, metric: str = "cosine",
-               store_f16: bool = False, overwrite: bool = False,
-               user_metadata: dict[str, Any] | None = None,
+    def create(cls, path: str | os.PathLike, *, dim: int | None = None,
+               model: str | None = None, metric: str = "cosine", store_f16: bool = False,
+               overwrite: bool = False, user_metadata: dict[str, Any] | None = None,
                lock_timeout: float = 0.0) -> "Index":
-        """Create an empty index file for `dim`-dimensional vectors and open it for writing.
+        """Create an empty index file and open it for writing.
 
         Parameters
         ----------
         path : the file to create; an existing file is an error unless `overwrite`.
-        dim : vector dimension, 1..65536.
+        dim : vector dimension, 1..65536 (bring-your-own vectors).
+        model : a text model (name such as "minilm-l6", or a model directory). Its files
+            are stored inside the index, which then embeds texts on `add` and text queries
+            on `search` with exactly that model. `dim` follows from the model.
         metric : "cosine" (vectors are L2-normalised on add) or "dot".
         store_f16 : also store float16 vectors (exact rescoring and `get`; +2 bytes/dim/row).
         user_metadata : a JSON object stored in the file header (e.g. corpus name).
         """
+        embedder = None
+        if model is not None:
+            from .embed import Embedder
+            embedder = Embedder.load(model) if isinstance(model, str) else model
+            if dim is not None and int(dim) != embedder.dim:
+                raise DimensionMismatch(f"dim={dim} but model {embedder.name} gives "
+                                        f"{embedder.dim}-dimensional vectors; omit dim")
+            dim = embedder.dim
+        if dim is None:
+            raise InvalidInput("Index.create needs dim= (your own vectors) or model= (texts)")
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) \
                 or not 1 <= int(dim) <= MAX_DIM:
             raise InvalidInput(f"dim must be an int in [1, {MAX_DIM}], got {dim!r}")
@@ -94,7 +109,23 @@ class Index:
                 "rescore_m": None, "embedder": None, "user": user}
         path = os.fspath(path)
         create_file(path, meta, overwrite=overwrite)
-        return cls.open(path, writable=True, lock_timeout=lock_timeout)
+        idx = cls.open(path, writable=True, lock_timeout=lock_timeout)
+        if embedder is not None:
+            try:
+                idx._store_model(embedder)
+            except BaseException:
+                idx.close()
+                raise
+        return idx
+
+    def _store_model(self, embedder) -> None:
+        """Put the model's files into the index (one commit) so the file answers text
+        queries on its own."""
+        blobs = embedder.files()
+        pending = [Pending("blob", iter([np.frombuffer(data, np.uint8)]), "|u1", (len(data),),
+                           {"name": f"model/{name}"}) for name, data in sorted(blobs.items())]
+        self._w().commit(pending, segment_rows=None, meta={"embedder": embedder.identity})
+        self._embedder = embedder
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, writable: bool = False,
@@ -196,6 +227,28 @@ class Index:
         old.close()
         return True
 
+    @property
+    def embedder(self):
+        """The text model stored in the file (loaded on first use), or None."""
+        if self._embedder is None and self._s.meta.get("embedder"):
+            from .embed import Embedder
+            s = self._s
+            files = {name[len("model/"):]: s.blob(name) for name in s.directory.blobs
+                     if name.startswith("model/")}
+            self._embedder = Embedder.from_files(files, source=f"{self._path} (stored model)")
+            if self._embedder.identity["sha256"] != s.meta["embedder"].get("sha256"):
+                from .errors import ModelMismatch
+                raise ModelMismatch(f"{self._path}: the stored model does not match the "
+                                    "identity recorded in the header; the file is damaged")
+        return self._embedder
+
+    def _embed(self, texts, what: str) -> np.ndarray:
+        emb = self.embedder
+        if emb is None:
+            raise InvalidInput(f"{what} needs a text model, and {self._path} has none: pass "
+                               "vectors, or create the index with model=\"minilm-l6\"")
+        return emb.encode(texts)
+
     # --- reading -----------------------------------------------------------------------
 
     def get(self, ident: Id) -> Record:
@@ -237,33 +290,48 @@ class Index:
 
     # --- search ------------------------------------------------------------------------
 
-    def search(self, query: Any, k: int = 10, *, m: int | None = None, exact: bool = False,
-               min_score: float | None = None, rescore_f16: bool = True,
-               threads: int | None = None) -> Results | BatchResults:
-        """Search by vector: a [dim] vector gives `Results`, an [n, dim] batch
-        `BatchResults`.
+    def search(self, query: Any, k: int = 10, *, filter: dict | None = None,  # noqa: A002
+               min_score: float | None = None, m: int | None = None, exact: bool = False,
+               rescore_f16: bool = True, threads: int | None = None,
+               embedder: Any = None) -> Results | BatchResults:
+        """Search by text or by vector.
+
+        A str or a [dim] vector gives `Results`; a list of str or an [n, dim] array gives
+        `BatchResults` (one `Results` per query, in order).
 
         Parameters
         ----------
-        k : results per query (fewer when fewer rows are live).
-        m : rescoring depth of the funnel: k*m candidates by Hamming distance are rescored
-            with int8 (then float16 when stored). Default: the file's calibrated value.
-        exact : skip the funnel: scan every row (float16 when stored, else int8).
+        k : results per query (fewer only when fewer rows match).
+        filter : metadata condition, e.g. {"lang": "en", "year": {"$gte": 2020}} (see
+            edgevec.filters); evaluated as a row mask inside the scan.
         min_score : drop results scoring below this.
+        m : rescoring depth of the funnel: k*m candidates by Hamming distance are rescored
+            with int8 (then float16 when stored). Default: the value calibrated at build.
+        exact : skip the funnel: scan every row (float16 when stored, else int8).
         threads : threads for the scans (default: all cores).
+        embedder : only to check that vectors you embedded yourself come from the index's
+            model: an Embedder whose identity differs raises ModelMismatch.
         """
         s = self._s
         k = S.check_k(k)
-        single = np.ndim(query) == 1
+        if embedder is not None:
+            self._check_embedder(embedder)
+        if isinstance(query, str) or (isinstance(query, (list, tuple)) and query
+                                      and all(isinstance(t, str) for t in query)):
+            single = isinstance(query, str)
+            query = self._embed([query] if single else list(query), "a text query")
+        else:
+            single = np.ndim(query) == 1
         q = S.check_query(query, s.dim)
         if s.meta["metric"] == "cosine":
             q = _normalise(q)
         if m is None:
             m = s.meta.get("rescore_m") or DEFAULT_M
         m = S.check_k(m, "m")
-        if min_score is not None and not np.isfinite(min_score):
+        if min_score is not None and (isinstance(min_score, bool) or not isinstance(
+                min_score, (int, float)) or not np.isfinite(min_score)):
             raise InvalidInput(f"min_score must be a finite number, got {min_score!r}")
-        segments = self._segments(s)
+        segments = self._segments(s, filter)
         out = []
         for qi in q:
             if not segments:
@@ -279,8 +347,26 @@ class Index:
             out.append(self._results(scores, rows))
         return out[0] if single else BatchResults(tuple(out))
 
-    def _segments(self, s: Snapshot) -> list[S.Segment]:
+    def _check_embedder(self, embedder) -> None:
+        from .errors import ModelMismatch
+        stored = self._s.meta.get("embedder")
+        if stored is None:
+            embedder.check_dim(self._s.dim, self._path)
+            return
+        if embedder.identity.get("sha256") != stored.get("sha256"):
+            raise ModelMismatch(f"{self._path} was built with model {stored.get('name')} "
+                                f"({stored.get('variant')}, sha256 {stored.get('sha256', '')[:12]}"
+                                f"...); the given embedder is {embedder.name} (sha256 "
+                                f"{embedder.identity.get('sha256', '')[:12]}...). Query with "
+                                "text and the index embeds it with its own model")
+
+    def _segments(self, s: Snapshot, filter: dict | None = None  # noqa: A002
+                  ) -> list[S.Segment]:
         deleted = s.deleted_mask() if s.meta["deleted"] else None
+        matches = None
+        if filter is not None:
+            from .filters import segment_masks
+            matches = segment_masks(s, filter)
         segs = []
         for g, info in enumerate(s.directory.segments):
             allow = None
@@ -288,6 +374,8 @@ class Index:
                 part = deleted[info.row_start:info.row_start + info.rows]
                 if part.any():
                     allow = ~part
+            if matches is not None:
+                allow = matches[g] if allow is None else allow & matches[g]
             segs.append(S.Segment(s.segment_array("binary", g), s.segment_array("int8", g),
                                   s.segment_array("f16", g), info.row_start, allow))
         return segs
@@ -328,7 +416,8 @@ class Index:
 
     def add(self, vectors: Any = None, *, ids: Sequence[Id] | None = None,
             texts: Sequence[str] | None = None,
-            metadata: Sequence[dict[str, Any] | None] | None = None) -> list[Id]:
+            metadata: Sequence[dict[str, Any] | None] | None = None,
+            embedder: Any = None) -> list[Id]:
         """Add a batch of rows as one atomic commit and return their ids.
 
         Parameters
@@ -338,14 +427,23 @@ class Index:
         ids : n unique ids, all int or all str (the index keeps the type of its first
             batch). Omitted: consecutive ints are assigned. An id already live in the index
             raises `DuplicateId` and nothing is written.
-        texts : n strings stored with the rows.
+        texts : n strings stored with the rows; without vectors, an index with a model
+            embeds them.
         metadata : n dicts (or None) of JSON values; scalar fields become filterable columns.
+
+        The first batch of at least CALIBRATE_MIN_ROWS rows also calibrates the funnel's
+        rescoring depth m (recall@10 >= 0.95 against exact search on a sample of the batch)
+        and stores it in the file.
         """
         w = self._w()
         s = w.snapshot
         if vectors is None:
-            raise InvalidInput("add() needs vectors=: this index has no embedder to turn texts "
-                               "into vectors")
+            if texts is None:
+                raise InvalidInput("add() needs texts= (indexes with a model) or vectors=")
+            text_list = _check_texts(texts, len(texts) if hasattr(texts, "__len__") else -1)
+            vectors = self._embed(text_list, "add(texts=...) without vectors")
+        elif embedder is not None:
+            self._check_embedder(embedder)
         x = self._check_vectors(vectors, s)
         n = len(x)
         if n == 0:
@@ -357,6 +455,9 @@ class Index:
         self._check_unique(id_list, keys, s)
 
         meta_update: dict[str, Any] = {"id_type": id_type, "next_auto_id": next_auto}
+        if s.meta.get("rescore_m") is None and n >= CALIBRATE_MIN_ROWS:
+            m, _ = S.choose_m(x, k=10, target=0.95, sample=100)
+            meta_update["rescore_m"] = m or S.DEFAULT_M_CANDIDATES[-1]
         pending: list[Pending] = []
         calibration = s.calibration()
         if calibration is None:

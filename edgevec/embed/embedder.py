@@ -94,6 +94,8 @@ class Embedder:
                              "pip install onnxruntime tokenizers") from None
         self.config = config
         self.source = source
+        self._model_bytes = model_bytes
+        self._tokenizer_json = tokenizer_json
         try:
             tok = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
         except Exception as exc:  # noqa: BLE001 - the tokenizers library raises plain Exception
@@ -187,6 +189,24 @@ class Embedder:
                                      dim=int(probe.shape[1]), pooling=pooling)
             emb.identity["dim"] = emb.config.dim
         return emb
+
+    def files(self) -> dict[str, bytes]:
+        """The model's files (what an index stores to carry its model)."""
+        return {MODEL_FILE: self._model_bytes, TOKENIZER_FILE: self._tokenizer_json,
+                CONFIG_FILE: json.dumps(self.config.to_json(), sort_keys=True).encode()}
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes | None], *, threads: int | None = None,
+                   source: str = "<bytes>") -> "Embedder":
+        missing = [n for n in (MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE) if not files.get(n)]
+        if missing:
+            raise ModelError(f"{source}: model files missing: {', '.join(missing)}")
+        try:
+            config = ModelConfig.from_json(json.loads(files[CONFIG_FILE]))
+        except ValueError as exc:
+            raise ModelError(f"{source}: model config is not valid JSON ({exc})") from None
+        return cls(files[MODEL_FILE], files[TOKENIZER_FILE], config, threads=threads,
+                   source=source)
 
     @classmethod
     def from_bytes(cls, model_bytes: bytes, tokenizer_json: bytes, config: dict | ModelConfig,

@@ -1,0 +1,158 @@
+"""Metadata filters -> row masks, evaluated on the typed columns of each segment.
+
+A filter is a dict:
+    {"lang": "en"}                             equality (scalar value)
+    {"lang": {"$in": ["en", "fr"]}}            $eq $ne $in $nin
+    {"year": {"$gte": 2000, "$lt": 2010}}      $gt $gte $lt $lte (int and float fields)
+    {"tags": {"$exists": true}}                present / missing
+    {"$and": [f, ...]}, {"$or": [f, ...]}, {"$not": f}
+Several keys in one dict are combined with "and". A missing value matches only $ne, $nin
+and {"$exists": false}. Unknown fields, unknown operators and values of the wrong type are
+errors, found before any scan.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInput
+from .storage.reader import Snapshot
+from .storage.strings import StringTable
+
+OPS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists")
+RANGE = ("$gt", "$gte", "$lt", "$lte")
+
+
+def _check_value(field: str, ctype: str, op: str, value: Any) -> None:
+    ok = {"str": lambda v: isinstance(v, str),
+          "bool": lambda v: isinstance(v, bool),
+          "int": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)}[ctype]
+    if op in RANGE and ctype not in ("int", "float"):
+        raise InvalidInput(f"filter {field!r}: {op} needs a numeric field; {field!r} holds "
+                           f"{ctype} values")
+    values = value if op in ("$in", "$nin") else [value]
+    if op in ("$in", "$nin") and not isinstance(value, (list, tuple)):
+        raise InvalidInput(f"filter {field!r}: {op} takes a list, got {value!r:.60}")
+    for v in values:
+        if not ok(v):
+            raise InvalidInput(f"filter {field!r}: {v!r:.60} is {type(v).__name__}, but the "
+                               f"field holds {ctype} values")
+
+
+def validate(node: Any, fields: dict[str, str]) -> None:
+    """Raise InvalidInput for anything a scan could not evaluate."""
+    if not isinstance(node, dict) or not node:
+        raise InvalidInput(f"a filter must be a non-empty dict, got {node!r:.80}")
+    for key, value in node.items():
+        if key in ("$and", "$or"):
+            if not isinstance(value, list) or not value:
+                raise InvalidInput(f"{key} takes a non-empty list of filters")
+            for sub in value:
+                validate(sub, fields)
+        elif key == "$not":
+            validate(value, fields)
+        elif key.startswith("$"):
+            raise InvalidInput(f"unknown filter operator {key!r}; use one of $and $or $not "
+                               f"or, under a field, {' '.join(OPS)}")
+        else:
+            if key not in fields:
+                known = ", ".join(sorted(fields)) or "none"
+                raise InvalidInput(f"unknown filter field {key!r}; filterable fields of this "
+                                   f"index: {known}")
+            ops = value if isinstance(value, dict) else {"$eq": value}
+            if not ops:
+                raise InvalidInput(f"filter {key!r}: empty condition")
+            for op, v in ops.items():
+                if op not in OPS:
+                    raise InvalidInput(f"filter {key!r}: unknown operator {op!r}; use one of "
+                                       f"{' '.join(OPS)}")
+                if op == "$exists":
+                    if not isinstance(v, bool):
+                        raise InvalidInput(f"filter {key!r}: $exists takes true or false")
+                    continue
+                _check_value(key, fields[key], op, v)
+
+
+class _SegmentColumns:
+    def __init__(self, snap: Snapshot, seg: int) -> None:
+        self.snap, self.seg = snap, seg
+        self.n = snap.directory.segments[seg].rows
+        self._dicts: dict[str, dict[str, int]] = {}
+
+    def column(self, field: str):
+        key = (self.seg, field)
+        parts = self.snap.directory.columns.get(key)
+        if parts is None:
+            return None, None
+        return self.snap.directory.column_types[key], parts
+
+    def present(self, field: str) -> np.ndarray:
+        ctype, parts = self.column(field)
+        if ctype is None:
+            return np.zeros(self.n, bool)
+        if ctype == "str":
+            return self.snap.array(parts["codes"]) >= 0
+        return self.snap.array(parts["valid"]).astype(bool)
+
+    def codes_of(self, field: str, parts) -> dict[str, int]:
+        if field not in self._dicts:
+            t = StringTable(self.snap.array(parts["dict.offsets"]),
+                            self.snap.array(parts["dict.bytes"]), path=self.snap.path,
+                            where=parts["dict.offsets"].offset)
+            self._dicts[field] = {s: i for i, s in enumerate(t.all())}
+        return self._dicts[field]
+
+    def compare(self, field: str, op: str, value: Any) -> np.ndarray:
+        ctype, parts = self.column(field)
+        if ctype is None:
+            return np.zeros(self.n, bool)
+        if op == "$exists":
+            return self.present(field) if value else ~self.present(field)
+        if op in ("$ne", "$nin"):
+            return ~self.compare(field, "$eq" if op == "$ne" else "$in", value)
+        if ctype == "str":
+            codes = self.snap.array(parts["codes"])
+            lookup = self.codes_of(field, parts)
+            wanted = [lookup[v] for v in (value if op == "$in" else [value]) if v in lookup]
+            return np.isin(codes, wanted) if wanted else np.zeros(self.n, bool)
+        values = self.snap.array(parts["values"])
+        valid = self.snap.array(parts["valid"]).astype(bool)
+        if op == "$in":
+            out = np.isin(values, np.asarray(value, dtype=values.dtype)) if value else \
+                np.zeros(self.n, bool)
+        elif op == "$eq":
+            out = values == value
+        else:
+            out = {"$gt": np.greater, "$gte": np.greater_equal, "$lt": np.less,
+                   "$lte": np.less_equal}[op](values, value)
+        return out & valid
+
+
+def _evaluate(node: dict, cols: _SegmentColumns) -> np.ndarray:
+    mask = np.ones(cols.n, bool)
+    for key, value in node.items():
+        if key == "$and":
+            for sub in value:
+                mask &= _evaluate(sub, cols)
+        elif key == "$or":
+            any_ = np.zeros(cols.n, bool)
+            for sub in value:
+                any_ |= _evaluate(sub, cols)
+            mask &= any_
+        elif key == "$not":
+            mask &= ~_evaluate(value, cols)
+        else:
+            ops = value if isinstance(value, dict) else {"$eq": value}
+            for op, v in ops.items():
+                mask &= cols.compare(key, op, v)
+    return mask
+
+
+def segment_masks(snap: Snapshot, node: dict) -> list[np.ndarray]:
+    """One bool mask per segment: True where the row matches `node`."""
+    validate(node, snap.meta["fields"])
+    return [_evaluate(node, _SegmentColumns(snap, g))
+            for g in range(len(snap.directory.segments))]
