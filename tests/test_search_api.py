@@ -93,7 +93,8 @@ def test_search_results_same_with_one_or_two_threads(built):
     (np.zeros(128), 5, edgevec.InvalidInput, "all zeros"),
     (np.ones(128), 0, edgevec.InvalidInput, "positive"),
     (np.ones((2, 2, 128)), 5, edgevec.InvalidInput, "shape"),
-    ("text", 5, edgevec.InvalidInput, "float"),
+    ("text", 5, edgevec.InvalidInput, "needs a text model"),
+    ([[1, "a"]], 5, edgevec.InvalidInput, "float"),
 ])
 def test_bad_queries(built, query, k, error, words):
     path, _ = built
