@@ -69,6 +69,78 @@ def cmd_delete(args) -> int:
     return 0
 
 
+def cmd_build(args) -> int:
+    from .build import build
+    report = build(args.sources, args.output, model=args.model, text_field=args.text_field,
+                   id_field=args.id_field, meta_fields=args.meta_field,
+                   max_words=args.max_words, overwrite=args.overwrite,
+                   store_f16=args.f16, quiet=args.quiet)
+    print(report.summary())
+    return 0
+
+
+def _parse_filter(text: str | None):
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise EdgevecError(f"--filter is not valid JSON ({exc}); example: "
+                           "'{\"lang\": \"en\"}'") from None
+    return value
+
+
+def cmd_search(args) -> int:
+    import time
+
+    from . import open as open_index
+    t0 = time.perf_counter()
+    with open_index(args.file) as idx:
+        t1 = time.perf_counter()
+        res = idx.search(args.query, k=args.k, filter=_parse_filter(args.filter),
+                         min_score=args.min_score, exact=args.exact)
+        t2 = time.perf_counter()
+        if args.json:
+            _print_json({"query": args.query, "results": res.to_list(),
+                         "open_ms": (t1 - t0) * 1e3, "search_ms": (t2 - t1) * 1e3})
+            return 0
+        for rank, hit in enumerate(res, 1):
+            text = (hit.text or "").replace("\n", " ")
+            print(f"{rank:>3}. {hit.score:.3f}  {hit.id}  {text[:100]}")
+        print(f"({len(res)} results; open {(t1 - t0) * 1e3:.1f} ms, search "
+              f"{(t2 - t1) * 1e3:.1f} ms)")
+    return 0
+
+
+def cmd_add(args) -> int:
+    from . import open as open_index
+    from .ingest import Stats, documents
+    stats = Stats()
+    with open_index(args.file, writable=True, lock_timeout=args.wait) as idx:
+        batch: list = []
+        added = 0
+        for doc in documents(args.sources, text_field=args.text_field, id_field=args.id_field,
+                             meta_fields=args.meta_field, stats=stats):
+            batch.append(doc)
+            if len(batch) == 4096:
+                added += len(idx.add(texts=[d.text for d in batch], ids=[d.id for d in batch],
+                                     metadata=[d.metadata for d in batch]))
+                batch = []
+        if batch:
+            added += len(idx.add(texts=[d.text for d in batch], ids=[d.id for d in batch],
+                                 metadata=[d.metadata for d in batch]))
+    print(f"added {added} passages to {args.file} ({len(stats.skipped)} skipped)")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from .convert import convert
+    report = convert(args.vectors, args.output, ids_path=args.ids, overwrite=args.overwrite,
+                     limit=args.limit)
+    print(report)
+    return 0
+
+
 def cmd_model(args) -> int:
     from .embed import models
     if args.model_cmd == "list":
@@ -94,6 +166,47 @@ def cmd_model(args) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgevec", description="On-device retrieval in one file.")
     sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("build", help="build an index from folders of .txt/.md, JSONL or CSV")
+    s.add_argument("sources", nargs="+", metavar="SOURCE")
+    s.add_argument("-o", "--output", required=True, metavar="FILE")
+    s.add_argument("--model", default="minilm-l6", help="model name or directory")
+    s.add_argument("--text-field", default="text", help="JSONL/CSV field with the text")
+    s.add_argument("--id-field", help="JSONL/CSV field with the id (default: file:line)")
+    s.add_argument("--meta-field", action="append",
+                   help="JSONL/CSV field to keep as metadata (repeat; default: all others)")
+    s.add_argument("--max-words", type=int, default=180, help="passage length for .txt/.md")
+    s.add_argument("--f16", action="store_true", help="also store float16 vectors")
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--quiet", action="store_true", help="no warnings for skipped files")
+    s.set_defaults(fn=cmd_build)
+
+    s = sub.add_parser("search", help="search an index by text")
+    s.add_argument("file")
+    s.add_argument("query")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"lang": "en"}\'')
+    s.add_argument("--min-score", type=float)
+    s.add_argument("--exact", action="store_true", help="scan every row (no funnel)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_search)
+
+    s = sub.add_parser("add", help="add documents to an index with a model")
+    s.add_argument("file")
+    s.add_argument("sources", nargs="+", metavar="SOURCE")
+    s.add_argument("--text-field", default="text")
+    s.add_argument("--id-field")
+    s.add_argument("--meta-field", action="append")
+    s.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the lock")
+    s.set_defaults(fn=cmd_add)
+
+    s = sub.add_parser("convert", help="word2vec/GloVe/fastText text vectors or .npy -> index")
+    s.add_argument("vectors")
+    s.add_argument("-o", "--output", required=True, metavar="FILE")
+    s.add_argument("--ids", help="with a .npy: a text file with one id per line")
+    s.add_argument("--limit", type=int, help="only the first N vectors")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(fn=cmd_convert)
 
     s = sub.add_parser("info", help="header facts of an index file")
     s.add_argument("file")

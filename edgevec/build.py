@@ -1,0 +1,202 @@
+"""Build an index from a corpus: stream documents, embed them in chunks staged on disk
+(mmap-ninja), then write the index file. An interrupted build (Ctrl-C, kill) resumes from
+its staged chunks instead of embedding again.
+
+Staging folder `OUTPUT.staging/`: `job.json` (what is being built) and one folder per chunk
+holding its vectors (mmap-ninja numpy) and its ids, texts and metadata (mmap-ninja
+strings). A chunk counts only once its `done` marker exists (written last, atomically), so
+a kill leaves at most one partial chunk, which is discarded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import IndexExists, InvalidInput
+from .ingest import DEFAULT_MAX_WORDS, Stats, documents
+
+CHUNK_DOCS = 512
+WRITE_ROWS = 65_536
+
+
+@dataclass
+class BuildReport:
+    path: str
+    documents: int
+    skipped: int
+    resumed_from: int
+    seconds_embedding: float
+    seconds_writing: float
+    bytes: int
+
+    def summary(self) -> str:
+        total = self.seconds_embedding + self.seconds_writing
+        rate = self.documents / total if total else 0.0
+        resumed = f", resumed after {self.resumed_from} staged" if self.resumed_from else ""
+        return (f"built {self.path}: {self.documents} passages{resumed}, {self.skipped} "
+                f"skipped, {self.bytes / 1e6:.1f} MB, {total:.1f} s ({rate:,.0f} passages/s; "
+                f"embedding {self.seconds_embedding:.1f} s, writing "
+                f"{self.seconds_writing:.1f} s)")
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _stage_chunk(folder: str, vectors: np.ndarray, docs: list) -> None:
+    from mmap_ninja import numpy as ninja_np
+    from mmap_ninja.string import StringsMmap
+    tmp = folder + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    ninja_np.from_ndarray(os.path.join(tmp, "vectors"), vectors)
+    StringsMmap.from_strings(os.path.join(tmp, "ids"), [d.id for d in docs])
+    StringsMmap.from_strings(os.path.join(tmp, "texts"), [d.text for d in docs])
+    StringsMmap.from_strings(os.path.join(tmp, "meta"), [
+        json.dumps(d.metadata, ensure_ascii=False, sort_keys=True) for d in docs])
+    _write_atomic(os.path.join(tmp, "done"), str(len(docs)).encode())
+    os.replace(tmp, folder)
+
+
+def _read_chunk(folder: str):
+    from mmap_ninja import numpy as ninja_np
+    from mmap_ninja.string import StringsMmap
+    vectors = np.asarray(ninja_np.open_existing(os.path.join(folder, "vectors")))
+    ids = list(StringsMmap(os.path.join(folder, "ids")))
+    texts = list(StringsMmap(os.path.join(folder, "texts")))
+    meta = [json.loads(m) for m in StringsMmap(os.path.join(folder, "meta"))]
+    return vectors, ids, texts, meta
+
+
+def _complete_chunks(staging: str) -> list[str]:
+    out = []
+    for name in sorted(os.listdir(staging)):
+        path = os.path.join(staging, name)
+        if name.startswith("chunk-") and not name.endswith(".partial"):
+            if os.path.exists(os.path.join(path, "done")):
+                out.append(path)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+        elif name.endswith(".partial"):
+            shutil.rmtree(path, ignore_errors=True)
+    return out
+
+
+def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
+          text_field: str = "text", id_field: str | None = None,
+          meta_fields: Sequence[str] | None = None, max_words: int = DEFAULT_MAX_WORDS,
+          overwrite: bool = False, batch_size: int = 32, store_f16: bool = False,
+          progress: bool | None = None, quiet: bool = False,
+          user_metadata: dict[str, Any] | None = None) -> BuildReport:
+    """Build `output` from `sources` with the text model `model` (see module docstring)."""
+    from .embed import Embedder
+    from .index import Index
+    output = os.fspath(output)
+    staging = output + ".staging"
+    job = {"sources": [os.path.abspath(s) for s in sources], "model": model,
+           "text_field": text_field, "id_field": id_field,
+           "meta_fields": list(meta_fields) if meta_fields is not None else None,
+           "max_words": max_words, "chunk_docs": CHUNK_DOCS}
+    job_path = os.path.join(staging, "job.json")
+    if os.path.isdir(staging):
+        try:
+            with open(job_path, encoding="utf-8") as f:
+                same = json.load(f) == job
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            shutil.rmtree(staging)  # staged for another job: start over
+    if os.path.exists(output) and not overwrite and not os.path.isdir(staging):
+        raise IndexExists(f"{output} already exists; pass --overwrite to rebuild it")
+    os.makedirs(staging, exist_ok=True)
+    if not os.path.exists(job_path):
+        _write_atomic(job_path, json.dumps(job).encode())
+
+    emb = Embedder.load(model)
+    stats = Stats()
+    if progress is None:
+        progress = sys.stderr.isatty() and not quiet
+    total = sum(1 for _ in documents(sources, text_field=text_field, id_field=id_field,
+                                     meta_fields=meta_fields, max_words=max_words,
+                                     stats=Stats(), quiet=True)) if progress else None
+    done_chunks = _complete_chunks(staging)
+    resumed = 0
+    for c in done_chunks:
+        with open(os.path.join(c, "done")) as f:
+            resumed += int(f.read())
+    t0 = time.perf_counter()
+    stream = documents(sources, text_field=text_field, id_field=id_field,
+                       meta_fields=meta_fields, max_words=max_words, stats=stats, quiet=quiet)
+    for _ in range(resumed):  # already staged: skip without embedding
+        next(stream, None)
+    chunk: list = []
+    n_chunk = len(done_chunks)
+    staged = resumed
+
+    def flush() -> None:
+        nonlocal n_chunk, staged, chunk
+        vectors = emb.encode([d.text for d in chunk], batch_size=batch_size)
+        _stage_chunk(os.path.join(staging, f"chunk-{n_chunk:08d}"), vectors, chunk)
+        n_chunk += 1
+        staged += len(chunk)
+        chunk = []
+        if progress:
+            rate = (staged - resumed) / max(time.perf_counter() - t0, 1e-9)
+            eta = ((total or staged) - staged) / rate if rate else 0
+            print(f"\r  {staged}/{total} passages, {rate:,.0f} passages/s, ETA {eta:5.0f} s",
+                  end="", file=sys.stderr, flush=True)
+
+    for doc in stream:
+        chunk.append(doc)
+        if len(chunk) == CHUNK_DOCS:
+            flush()
+    if chunk:
+        flush()
+    if progress:
+        print(file=sys.stderr)
+    t_embed = time.perf_counter() - t0
+    if staged == 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InvalidInput(f"the corpus is empty: no passages in {', '.join(sources)} "
+                           f"({len(stats.skipped)} files or records skipped)")
+
+    t1 = time.perf_counter()
+    tmp = output + ".writing"
+    with Index.create(tmp, model=emb, store_f16=store_f16, overwrite=True,
+                      user_metadata=user_metadata) as idx:
+        buf: list = []
+        rows = 0
+        for c in _complete_chunks(staging):
+            buf.append(_read_chunk(c))
+            rows += len(buf[-1][1])
+            if rows >= WRITE_ROWS:
+                _add_chunks(idx, buf)
+                buf, rows = [], 0
+        if buf:
+            _add_chunks(idx, buf)
+    os.replace(tmp, output)
+    shutil.rmtree(staging, ignore_errors=True)
+    return BuildReport(output, staged, len(stats.skipped), resumed, t_embed,
+                       time.perf_counter() - t1, os.path.getsize(output))
+
+
+def _add_chunks(idx, chunks: list) -> None:
+    vectors = np.concatenate([c[0] for c in chunks])
+    ids = [i for c in chunks for i in c[1]]
+    texts = [t for c in chunks for t in c[2]]
+    meta = [m for c in chunks for m in c[3]]
+    idx.add(vectors, ids=ids, texts=texts, metadata=meta)

@@ -1,0 +1,173 @@
+"""Read corpora as a stream of documents: folders of .txt/.md (split into passages),
+JSONL and CSV files. Order is deterministic (sorted paths, file order), which lets an
+interrupted build skip what it already staged."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidInput
+
+TEXT_SUFFIXES = (".txt", ".md", ".rst")
+DEFAULT_MAX_WORDS = 180  # about 256 tokens of English for a MiniLM tokenizer
+
+
+@dataclass(frozen=True)
+class Doc:
+    id: str
+    text: str
+    metadata: dict[str, Any]
+
+
+@dataclass
+class Stats:
+    documents: int = 0
+    files: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def skip(self, path: str, why: str, quiet: bool = False) -> None:
+        self.skipped.append((path, why))
+        if not quiet:
+            print(f"edgevec: skipping {path}: {why}", file=sys.stderr)
+
+
+def split_passages(text: str, max_words: int = DEFAULT_MAX_WORDS) -> list[str]:
+    """Paragraphs packed into passages of at most `max_words` words; a longer paragraph is
+    cut at word boundaries."""
+    out: list[str] = []
+    current: list[str] = []
+    count = 0
+    for para in (p.strip() for p in text.replace("\r\n", "\n").split("\n\n")):
+        if not para:
+            continue
+        words = para.split()
+        while len(words) > max_words:
+            if current:
+                out.append("\n\n".join(current))
+                current, count = [], 0
+            out.append(" ".join(words[:max_words]))
+            words = words[max_words:]
+        if count + len(words) > max_words and current:
+            out.append("\n\n".join(current))
+            current, count = [], 0
+        current.append(" ".join(words) if len(words) != len(para.split()) else para)
+        count += len(words)
+    if current:
+        out.append("\n\n".join(current))
+    return out
+
+
+def _read_text(path: str, stats: Stats, quiet: bool) -> str | None:
+    with open(path, "rb") as f:
+        raw = f.read()
+    if b"\x00" in raw[:8192]:
+        stats.skip(path, "binary file", quiet)
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        stats.skip(path, f"not UTF-8 (byte {exc.start})", quiet)
+        return None
+
+
+def _text_files(root: str) -> Iterator[str]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in sorted(filenames):
+            if name.lower().endswith(TEXT_SUFFIXES):
+                yield os.path.join(dirpath, name)
+
+
+def _passages_of(path: str, rel: str, stats: Stats, max_words: int, quiet: bool
+                 ) -> Iterator[Doc]:
+    text = _read_text(path, stats, quiet)
+    if text is None:
+        return
+    stats.files += 1
+    for i, passage in enumerate(split_passages(text, max_words)):
+        yield Doc(f"{rel}#{i}", passage, {"path": rel, "passage": i})
+
+
+def _records(path: str, rows: Iterator[tuple[int, Any]], text_field: str,
+             id_field: str | None, meta_fields: Sequence[str] | None, stats: Stats,
+             quiet: bool) -> Iterator[Doc]:
+    base = os.path.basename(path)
+    for line, rec in rows:
+        if not isinstance(rec, dict):
+            stats.skip(f"{path}:{line}", "not an object", quiet)
+            continue
+        text = rec.get(text_field)
+        if not isinstance(text, str) or not text.strip():
+            stats.skip(f"{path}:{line}", f"no text in field {text_field!r}", quiet)
+            continue
+        ident = rec.get(id_field) if id_field else f"{base}:{line}"
+        if ident is None or ident == "":
+            stats.skip(f"{path}:{line}", f"no id in field {id_field!r}", quiet)
+            continue
+        keys = meta_fields if meta_fields is not None else [
+            k for k in rec if k not in (text_field, id_field)]
+        meta = {k: rec[k] for k in keys if k in rec and rec[k] is not None and rec[k] != ""}
+        yield Doc(str(ident), text, meta)
+
+
+def _jsonl(path: str, stats: Stats, quiet: bool) -> Iterator[tuple[int, Any]]:
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                yield n, json.loads(raw)
+            except (UnicodeDecodeError, ValueError) as exc:
+                stats.skip(f"{path}:{n}", f"not JSON ({str(exc)[:60]})", quiet)
+
+
+def _csv(path: str, stats: Stats, quiet: bool) -> Iterator[tuple[int, Any]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for n, row in enumerate(csv.DictReader(f), 2):
+                yield n, row
+    except UnicodeDecodeError as exc:
+        stats.skip(path, f"not UTF-8 (byte {exc.start})", quiet)
+
+
+def documents(sources: Sequence[str], *, text_field: str = "text", id_field: str | None = None,
+              meta_fields: Sequence[str] | None = None, max_words: int = DEFAULT_MAX_WORDS,
+              stats: Stats | None = None, quiet: bool = False) -> Iterator[Doc]:
+    """Every document of `sources`, streamed, in a deterministic order."""
+    stats = stats if stats is not None else Stats()
+    if not sources:
+        raise InvalidInput("no sources given: name folders of .txt/.md files, .jsonl or .csv")
+    for src in sources:
+        if not os.path.exists(src):
+            raise InvalidInput(f"{src}: no such file or folder")
+        if os.path.isdir(src):
+            for path in _text_files(src):
+                for doc in _passages_of(path, os.path.relpath(path, src), stats, max_words,
+                                        quiet):
+                    stats.documents += 1
+                    yield doc
+            continue
+        lower = src.lower()
+        if lower.endswith((".jsonl", ".ndjson")):
+            stats.files += 1
+            gen = _records(src, _jsonl(src, stats, quiet), text_field, id_field, meta_fields,
+                           stats, quiet)
+        elif lower.endswith(".csv"):
+            stats.files += 1
+            gen = _records(src, _csv(src, stats, quiet), text_field, id_field, meta_fields,
+                           stats, quiet)
+        elif lower.endswith(TEXT_SUFFIXES):
+            gen = _passages_of(src, os.path.basename(src), stats, max_words, quiet)
+        else:
+            raise InvalidInput(f"{src}: unsupported source; use a folder, .txt, .md, .jsonl "
+                               "or .csv")
+        for doc in gen:
+            stats.documents += 1
+            yield doc
