@@ -75,7 +75,9 @@ def stdlib_docs(min_chars: int = 40) -> Iterator[dict]:
 
 
 def _emit(qualname: str, obj, kind: str, module: str, seen: set, min_chars: int):
-    doc = inspect.getdoc(obj)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        doc = inspect.getdoc(obj)
     if not doc or len(doc) < min_chars or qualname in seen:
         return
     seen.add(qualname)
