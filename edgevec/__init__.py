@@ -25,6 +25,7 @@ from .errors import (
     UnsupportedVersion,
     WriteFailed,
 )
+from .embed import Embedder, ModelError
 from .index import Index, Record, info, open, verify  # noqa: A004 - edgevec.open is public
 from .results import BatchResults, Hit, Results
 
@@ -36,6 +37,7 @@ __all__ = [
     "ChecksumMismatch",
     "DimensionMismatch",
     "DuplicateId",
+    "Embedder",
     "EdgevecError",
     "FormatError",
     "Hit",
@@ -46,6 +48,7 @@ __all__ = [
     "IndexStateError",
     "InvalidInput",
     "LockedError",
+    "ModelError",
     "ModelMismatch",
     "NotAnEdgevecFile",
     "ReadOnlyError",
