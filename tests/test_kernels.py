@@ -204,3 +204,24 @@ def test_kernels_run_without_jit(tmp_path):
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.skipif(__import__("platform").machine() not in ("x86_64", "AMD64"),
+                    reason="checks x86 instructions")
+def test_hamming_kernels_compile_to_hardware_popcount(tmp_path):
+    """The popcount intrinsic must become popcnt (or AVX-512 vpopcntq), not a bit-twiddling
+    loop. Inspecting assembly needs a fresh compile, hence the empty cache dir."""
+    code = (
+        "import re, numpy as np\n"
+        "from edgevec import codecs, search\n"
+        "from edgevec.kernels import hamming as H\n"
+        "c = codecs.sign_bits(np.random.default_rng(0).normal(size=(64, 384)).astype(np.float32))\n"
+        "search.hamming_topk(c, c[0].copy(), 5)\n"
+        "search.hamming_topk_batch(c, c[:2].copy(), 5)\n"
+        "for fn in (H.hamming_topk, H.hamming_topk_batch):\n"
+        "    asm = '\\n'.join(fn.inspect_asm().values())\n"
+        "    print(len(re.findall(r'\\bv?popcnt[qdl]?\\b', asm)))\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    counts = [int(v) for v in out.stdout.split()]
+    assert len(counts) == 2 and all(c > 0 for c in counts), out.stderr

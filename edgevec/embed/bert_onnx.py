@@ -11,8 +11,10 @@ Weight variants (every one keeps float32 activations except dyn8):
   dequantised once when the session loads (constant folding) and multiplied in float32
   (with `session.disable_quant_qdq=1` nothing is fused into integer kernels): quality is
   that of the weights alone.
-- "dyn8": int8 weights per output channel and activations quantised per batch at run time
-  (DynamicQuantizeLinear + MatMulInteger): integer matrix products, about twice as fast.
+- "dyn8": int8 weights per output channel and activations quantised at run time with one
+  scale per token (uint8 around 128, then MatMulInteger): integer matrix products, about
+  twice as fast. Per-token scales keep a text's vector independent of the batch it is
+  encoded in; LayerNorm outputs are first smoothed (see `_Graph.linear`).
 Embedding tables are stored int8 (one scale per row) in both int8 variants: rows are
 gathered as int8 and scaled after the gather, so the table is never dequantised whole.
 """
@@ -143,16 +145,39 @@ class _Graph:
             w = self.op("Reshape", [w, self.const(hint + "_ws2", np.array(wt.shape, np.int64))],
                         hint + "_w")
             y = self.op("MatMul", [x, w], hint)
-        else:  # dyn8
+        else:  # dyn8: int8 x int8 products, one activation scale per token
             q, scale = _per_channel_int8(wt, axis=1)
-            xq, xs, xz = self.op("DynamicQuantizeLinear", [x], hint + "_xq", n_out=3)
-            acc = self.op("MatMulInteger", [xq, self.const(hint + "_wq", q), xz,
-                                            self.const(hint + "_wz", np.zeros_like(scale,
-                                                                                   np.int8))],
+            n_in, n_out = wt.shape
+            shape = self.op("Shape", [x], hint + "_shape")
+            rows = self.op("Reshape", [x, self.const(hint + "_2d", np.array([-1, n_in],
+                                                                            np.int64))],
+                           hint + "_rows")
+            peak = self.op("ReduceMax", [self.op("Abs", [rows], hint + "_abs")], hint + "_pk",
+                           axes=[1], keepdims=0)
+            xs = self.op("Max", [self.op("Div", [peak, self.const(hint + "_127",
+                                                                  np.array(127, np.float32))],
+                                         hint + "_xs"),
+                                 self.const(hint + "_tiny", np.array(1e-12, np.float32))],
+                         hint + "_xs")
+            # uint8 with zero point 128 (the fast u8 x s8 kernels of onnxruntime)
+            zeros = self.op("Cast", [self.op("Add", [self.op("Mul", [xs, self.const(
+                hint + "_z0", np.array(0, np.float32))], hint + "_zf"), self.const(
+                hint + "_128", np.array(128, np.float32))], hint + "_zf")], hint + "_zi", to=2)
+            xq = self.op("QuantizeLinear", [rows, xs, zeros], hint + "_xq", axis=0)
+            acc = self.op("MatMulInteger", [xq, self.const(hint + "_wq", q),
+                                            self.const(hint + "_az", np.array(128, np.uint8))],
                           hint + "_acc")
             accf = self.op("Cast", [acc], hint + "_accf", to=1)
-            s = self.op("Mul", [xs, self.const(hint + "_ws", scale)], hint + "_s")
-            y = self.op("Mul", [accf, s], hint)
+            xs2 = self.op("Unsqueeze", [xs, self.const(hint + "_ax", np.array([1], np.int64))],
+                          hint + "_xs2")
+            y = self.op("Mul", [self.op("Mul", [accf, xs2], hint + "_y1"),
+                                self.const(hint + "_ws", scale)], hint + "_y2")
+            out_shape = self.op("Concat", [
+                self.op("Slice", [shape, self.const(hint + "_s0", np.array([0], np.int64)),
+                                  self.const(hint + "_s1", np.array([-1], np.int64))],
+                        hint + "_lead"),
+                self.const(hint + "_n", np.array([n_out], np.int64))], hint + "_oshape", axis=0)
+            y = self.op("Reshape", [y, out_shape], hint)
         return self.op("Add", [y, self.const(hint + "_b", bias.astype(np.float32))], hint)
 
     def table(self, ids: str, table: np.ndarray, hint: str) -> str:

@@ -65,7 +65,22 @@ def model_dir(name: str, variant: str | None = None) -> str:
         raise ModelError(f"model {name} ({variant}) is not built in {cache_root()}; build it "
                          f"once with `edgevec model build {name}` (or python3 dev.py demo), or "
                          "set EDGEVEC_MODELS_DIR to where it was built")
+    if not _matches_manifest(path, r, variant):
+        raise ModelError(f"{path} was built by another version of edgevec (its sha256 "
+                         "differs from this version's recipe); rebuild it with "
+                         f"`edgevec model build {name} --variant {variant} --force`")
     return path
+
+
+def _matches_manifest(path: str, r: dict, variant: str) -> bool:
+    expected = r.get("artifacts", {}).get(variant)
+    if not expected:
+        return True
+    try:
+        with open(os.path.join(path, CONFIG_FILE), encoding="utf-8") as f:
+            return json.load(f).get("sha256") == expected
+    except (OSError, ValueError):
+        return False
 
 
 def list_models() -> list[dict[str, Any]]:
@@ -170,8 +185,9 @@ def build_model(name: str = "minilm-l6", variant: str | None = None, *,
     final = os.path.join(root, f"{name}-{variant}")
     with open(os.path.join(root, f".{name}-{variant}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second builder waits, then finds it built
-        if os.path.exists(os.path.join(final, CONFIG_FILE)) and not force:
-            return final
+        if (os.path.exists(os.path.join(final, CONFIG_FILE)) and not force
+                and (weights_dir or _matches_manifest(final, r, variant))):
+            return final  # built, and by this recipe (a stale build is rebuilt)
         src = find_weights(name, weights_dir, allow_download=allow_download)
         weights_path = os.path.join(src, r["source"]["weights"])
         want = r["source"].get("weights_sha256")
