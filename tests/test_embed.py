@@ -221,3 +221,28 @@ def test_a_stale_build_is_refused_and_rebuilt(models_dir, tmp_path, monkeypatch)
         Embedder.load("minilm-l6")
     build_model("minilm-l6", "int8", allow_download=False)  # rebuilds
     assert Embedder.load("minilm-l6").dim == 384
+
+
+CONCURRENT_BUILD = """
+import sys, time
+from edgevec.embed.models import build_model
+t = time.perf_counter()
+print(build_model("minilm-l6", "int8", allow_download=False), time.perf_counter() - t)
+"""
+
+
+def test_two_processes_building_at_once_build_once(models_dir, tmp_path):
+    import subprocess
+    import sys
+    env = dict(os.environ, EDGEVEC_MODELS_DIR=str(tmp_path / "shared"))
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_BUILD], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    paths = {o[0].split()[0] for o in outs}
+    assert len(paths) == 1
+    leftovers = [n for n in os.listdir(tmp_path / "shared") if n.startswith(".build-")]
+    assert not leftovers
+    emb = Embedder.load(paths.pop())
+    assert emb.dim == 384
