@@ -5,7 +5,6 @@ All validation of user input happens here, before anything is encoded or written
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from .errors import (
 )
 from . import search as S
 from .results import BatchResults, Results
-from .storage.columns import check_field_name, encode_columns
+from .storage.columns import encode_columns
 from .storage.directory import MAX_DIM
 from .storage.layout import METRICS, VERSION_MAJOR, VERSION_MINOR
 from .storage.reader import Snapshot
@@ -33,8 +32,14 @@ from .storage.segments import batch_pending, compact_pending
 from .storage.strings import id_keys
 from .storage.writer import Pending, Writer, create_file
 
-Id = int | str
-MAX_ID_BYTES = 4096
+from .validate import (
+    Id,
+    check_metadata,
+    check_texts,
+    json_dumps,
+    normalise,
+    normalise_id,
+)
 DEFAULT_M = 10  # rescoring depth when the file has no calibrated one
 CALIBRATE_MIN_ROWS = 1000
 
@@ -102,7 +107,7 @@ class Index:
         user = {} if user_metadata is None else user_metadata
         if not isinstance(user, dict):
             raise InvalidInput(f"user_metadata must be a dict, got {type(user).__name__}")
-        _json_dumps(user, "user_metadata")
+        json_dumps(user, "user_metadata")
         meta = {"dim": int(dim), "metric": metric, "id_type": None,
                 "codecs": ["binary", "int8"] + (["f16"] if store_f16 else []),
                 "rows": 0, "deleted": 0, "next_auto_id": 0, "fields": {},
@@ -324,7 +329,7 @@ class Index:
             single = np.ndim(query) == 1
         q = S.check_query(query, s.dim)
         if s.meta["metric"] == "cosine":
-            q = _normalise(q)
+            q = normalise(q)
         if m is None:
             m = s.meta.get("rescore_m") or DEFAULT_M
         m = S.check_k(m, "m")
@@ -440,7 +445,7 @@ class Index:
         if vectors is None:
             if texts is None:
                 raise InvalidInput("add() needs texts= (indexes with a model) or vectors=")
-            text_list = _check_texts(texts, len(texts) if hasattr(texts, "__len__") else -1)
+            text_list = check_texts(texts, len(texts) if hasattr(texts, "__len__") else -1)
             vectors = self._embed(text_list, "add(texts=...) without vectors")
         elif embedder is not None:
             self._check_embedder(embedder)
@@ -449,8 +454,8 @@ class Index:
         if n == 0:
             return []
         id_list, id_type, next_auto = self._check_ids(ids, n, s)
-        text_list = _check_texts(texts, n)
-        meta_list = _check_metadata(metadata, n)
+        text_list = check_texts(texts, n)
+        meta_list = check_metadata(metadata, n)
         keys = id_keys(id_list, id_type)
         self._check_unique(id_list, keys, s)
 
@@ -469,7 +474,7 @@ class Index:
             columns, added = encode_columns(meta_list, s.meta["fields"])
             if added:
                 meta_update["fields"] = {**s.meta["fields"], **added}
-            meta_json = [_json_dumps(m, f"metadata[{i}]") if m else ""
+            meta_json = [json_dumps(m, f"metadata[{i}]") if m else ""
                          for i, m in enumerate(meta_list)]
         pending += batch_pending(
             binary=codecs.sign_bits(x), int8=codecs.quantize_int8(x, calibration),
@@ -532,12 +537,12 @@ class Index:
             raise InvalidInput(f"vector {bad} contains NaN or infinity (after conversion to "
                                "float32); every value must be finite")
         if s.meta["metric"] == "cosine" and len(x):
-            x = _normalise(x)
+            x = normalise(x)
         return x
 
     def _check_one_id(self, ident: Any) -> Id:
         id_type = self._s.meta["id_type"]
-        value, kind = _normalise_id(ident)
+        value, kind = normalise_id(ident)
         if id_type is not None and kind != id_type:
             raise IdTypeMismatch(f"id {ident!r} is {kind} but the ids of {self._path} are "
                                  f"{id_type}")
@@ -559,7 +564,7 @@ class Index:
         kinds = set()
         for i, ident in enumerate(ids):
             try:
-                value, kind = _normalise_id(ident)
+                value, kind = normalise_id(ident)
             except InvalidInput as exc:
                 raise InvalidInput(f"ids[{i}]: {exc}") from None
             out.append(value)
@@ -583,79 +588,6 @@ class Index:
             j = int(np.argmax(rows >= 0))
             raise DuplicateId(f"id {ids[j]!r} is already in {self._path}; delete it first to "
                               "replace it; nothing was added")
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    """L2-normalise rows; an all-zero row is an error (cosine is undefined for it)."""
-    peak = np.abs(x).max(axis=1)
-    if not (peak > 0).all():
-        bad = int(np.argmin(peak > 0))
-        raise InvalidInput(f"vector {bad} is all zeros; cosine similarity needs a "
-                           "non-zero vector")
-    x = x / peak[:, None]  # scale to max 1 first: squares of tiny values underflow
-    return x / np.linalg.norm(x, axis=1)[:, None]
-
-
-def _normalise_id(ident: Any) -> tuple[Id, str]:
-    if isinstance(ident, (bool, np.bool_)):
-        raise InvalidInput(f"an id must be int or str, got bool {ident!r}")
-    if isinstance(ident, (int, np.integer)):
-        value = int(ident)
-        if not -2**63 <= value < 2**63:
-            raise InvalidInput(f"int id {value} is outside the int64 range")
-        return value, "int"
-    if isinstance(ident, str):
-        if len(ident.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
-            raise InvalidInput(f"str id of {len(ident)} characters exceeds {MAX_ID_BYTES} bytes")
-        try:
-            ident.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidInput(f"str id {ident!r:.60} is not encodable as UTF-8") from None
-        return ident, "str"
-    raise InvalidInput(f"an id must be int or str, got {type(ident).__name__} {ident!r:.60}")
-
-
-def _check_texts(texts: Any, n: int) -> list[str] | None:
-    if texts is None:
-        return None
-    if isinstance(texts, str):
-        raise InvalidInput("texts must be a sequence of str, not a single str")
-    texts = list(texts)
-    if len(texts) != n:
-        raise InvalidInput(f"got {len(texts)} texts for {n} rows; give one text per row")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise InvalidInput(f"texts[{i}] is {type(t).__name__}, expected str")
-        try:
-            t.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidInput(f"texts[{i}] is not encodable as UTF-8") from None
-    return texts
-
-
-def _check_metadata(metadata: Any, n: int) -> list[dict | None] | None:
-    if metadata is None:
-        return None
-    if isinstance(metadata, dict):
-        raise InvalidInput("metadata must be a sequence of dicts (one per row), not one dict")
-    metadata = list(metadata)
-    if len(metadata) != n:
-        raise InvalidInput(f"got {len(metadata)} metadata entries for {n} rows")
-    for i, m in enumerate(metadata):
-        if m is None:
-            continue
-        if not isinstance(m, dict):
-            raise InvalidInput(f"metadata[{i}] is {type(m).__name__}, expected dict or None")
-        for key in m:
-            check_field_name(key)
-    return metadata
-
-
-def _json_dumps(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=True)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from None
 
 
 def _info(s: Snapshot) -> dict[str, Any]:

@@ -17,7 +17,6 @@ import textwrap
 import time
 from contextlib import contextmanager
 
-import numpy as np
 import pytest
 
 import edgevec
@@ -181,7 +180,7 @@ def test_sigkill_during_appends_loses_at_most_the_uncommitted_batch(tmp_path):
         if state == model(seen):
             committed = seen
         else:
-            assert state == model(seen + 1), f"state after kill matches no committed prefix"
+            assert state == model(seen + 1), "state after kill matches no committed prefix"
             committed = seen + 1
     assert committed > rounds  # the loop made real progress
 
