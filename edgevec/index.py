@@ -502,6 +502,41 @@ class Index:
         w.commit([Pending.of("tombstones", np.sort(rows).astype("<u8"))], segment_rows=None)
         return len(wanted)
 
+    def calibrate(self, *, target: float = 0.95, k: int = 10, sample_rows: int = 50_000,
+                  queries: int = 200, seed: int = 0) -> dict[str, Any]:
+        """Measure the funnel's recall@k against exact search on a sample of the stored
+        vectors and store the smallest rescoring depth m that reaches `target` (one commit).
+
+        The vectors are the stored float16 ones, or the int8 codes decoded when no float16
+        are stored; at most `sample_rows` live rows (seeded) form the sample corpus, and
+        `queries` of them are the queries (each query's own row is excluded)."""
+        w = self._w()
+        s = w.snapshot
+        if not 0 < target <= 1:
+            raise InvalidInput(f"target must be in (0, 1], got {target!r}")
+        live = np.flatnonzero(~s.deleted_mask()) if s.meta["deleted"] else np.arange(s.rows)
+        if len(live) <= k + 1:
+            raise InvalidInput(f"calibration needs more than {k + 1} rows; the index has "
+                               f"{len(live)}")
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(live, size=min(sample_rows, len(live)), replace=False))
+        vectors = np.empty((len(rows), s.dim), dtype=np.float32)
+        starts = np.array([g.row_start for g in s.directory.segments])
+        seg_of = np.searchsorted(starts, rows, side="right") - 1
+        cal = s.calibration()
+        for g in np.unique(seg_of):
+            pick = seg_of == g
+            local = rows[pick] - starts[g]
+            f16 = s.segment_array("f16", int(g))
+            vectors[pick] = (f16[local].astype(np.float32) if f16 is not None else
+                             codecs.dequantize_int8(s.segment_array("int8", int(g))[local], cal))
+        m, recalls = S.choose_m(vectors, k=k, target=target, sample=queries, seed=seed,
+                                calibration=cal)
+        chosen = m or S.DEFAULT_M_CANDIDATES[-1]
+        w.commit([], segment_rows=None, meta={"rescore_m": chosen})
+        return {"m": chosen, "reached": m is not None, "recall_by_m": recalls,
+                "sample_rows": len(rows)}
+
     def compact(self) -> dict[str, int]:
         """Rewrite the live rows into a fresh file that atomically replaces this one.
         Returns the file size before and after."""

@@ -361,3 +361,19 @@ def test_file_size_limit_in_a_child_process(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "failed:" in out.stdout and "Free disk space" in out.stdout, out.stderr
     assert _state(path) == before
+
+
+def test_temp_files_of_dead_processes_are_cleaned_by_the_next_writer(tmp_path):
+    """A process killed during create or compact leaves .NAME.PID.HEX.tmp behind."""
+    path = tmp_path / "t.edgevec"
+    edgevec.Index.create(path, dim=4).close()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".t.edgevec.{dead}.abcd1234.tmp"
+    live = tmp_path / f".t.edgevec.{os.getpid()}.abcd1234.tmp"
+    other = tmp_path / ".other.edgevec.1.abcd1234.tmp"
+    for f in (stale, live, other):
+        f.write_bytes(b"partial")
+    with edgevec.open(path, writable=True):
+        pass
+    assert not stale.exists() and live.exists() and other.exists()

@@ -101,3 +101,20 @@ def test_bad_queries(built, query, k, error, words):
     with edgevec.open(path) as idx:
         with pytest.raises(error, match=words):
             idx.search(query, k=k)
+
+
+def test_calibrate_stores_the_rescoring_depth(built, tmp_path):
+    import shutil
+    path, x = built
+    p = str(tmp_path / "c.edgevec")
+    shutil.copyfile(path, p)
+    with edgevec.open(p, writable=True) as idx:
+        report = idx.calibrate(target=0.95, queries=50)
+        assert report["reached"] and report["recall_by_m"][report["m"]] >= 0.95
+        assert idx.info()["rescore_m"] == report["m"]
+        with pytest.raises(edgevec.InvalidInput, match="target"):
+            idx.calibrate(target=1.5)
+    with edgevec.open(p) as idx:
+        assert idx.info()["rescore_m"] == report["m"]
+        with pytest.raises(edgevec.ReadOnlyError):
+            idx.calibrate()

@@ -180,6 +180,43 @@ def _temp_path(path: str) -> str:
     return os.path.join(head, f".{tail}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
+def remove_stale_temp_files(path: str) -> list[str]:
+    """Delete temporary files that `create` or `compact` of `path` left behind when their
+    process died (their pid no longer runs). Called by a writer holding the lock."""
+    head, tail = os.path.split(os.path.abspath(path))
+    prefix = f".{tail}."
+    removed = []
+    try:
+        names = os.listdir(head)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        parts = name[len(prefix):-len(".tmp")].split(".")
+        if len(parts) != 2 or not parts[0].isdigit():
+            continue
+        pid = int(parts[0])
+        if _alive(pid):  # ours or another live process: maybe in use
+            continue
+        try:
+            os.unlink(os.path.join(head, name))
+            removed.append(name)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _lock(fd: int, path: str, timeout: float) -> None:
     deadline = time.monotonic() + max(timeout, 0.0)
     while True:
@@ -219,6 +256,7 @@ class Writer:
                 raise
             os.close(fd)
         self.fd = fd
+        remove_stale_temp_files(self.path)
         try:
             self.snapshot = Snapshot(self.path, inode=self._inode())
         except BaseException:
