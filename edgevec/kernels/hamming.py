@@ -11,9 +11,9 @@ in place (memory-bound: the scan reads each code once).
 
 Batch of queries: parallel over chunks of rows; each chunk is cut into blocks of
 BATCH_BLOCK rows, transposed once into a word-major scratch buffer that stays in L1, and
-every query then computes the distances of the whole block in vectorised int32 lanes. A
-block whose smallest distance exceeds a query's threshold is skipped without touching the
-heap.
+the queries, two at a time, compute the distances of the whole block in vectorised int32
+lanes. A block whose smallest distance exceeds a query's threshold is skipped without
+touching the heap.
 
 `allow` is a uint8 row mask (1 = eligible) or an empty array for "all rows".
 """
@@ -67,10 +67,29 @@ def hamming_topk(codes, q, allow, heaps):
                         thr = heap[0] >> ROW_BITS
 
 
+@njit(cache=True, inline="always")
+def _select_block(heap, acc, m, b0):
+    """Offer rows b0..b0+m with distances acc[:m] to a max-heap of keys."""
+    thr = heap[0] >> ROW_BITS
+    low = acc[0]
+    for i in range(1, m):
+        low = min(low, acc[i])
+    if low > thr:  # nothing in this block beats the current k-th: skip it
+        return
+    for i in range(m):
+        d = acc[i]
+        if d <= thr:
+            key = hamming_key(d, b0 + i)
+            if key < heap[0]:
+                heap_replace_top(heap, key)
+                thr = heap[0] >> ROW_BITS
+
+
 @njit(cache=True, parallel=True)
 def hamming_topk_batch(codes, queries, allow, heaps):
     """codes uint64[n, w], queries uint64[nq, w] -> heaps int64[nchunks, nq, k] of the best
-    keys per chunk of rows (filled with KEY_NONE by the caller)."""
+    keys per chunk of rows (filled with KEY_NONE by the caller). Queries go through a block
+    two at a time, so each loaded code word serves both."""
     n, w = codes.shape
     nchunks, nq, k = heaps.shape
     use_mask = allow.shape[0] > 0
@@ -79,36 +98,37 @@ def hamming_topk_batch(codes, queries, allow, heaps):
         lo, hi = block_bounds(c, nchunks, n)
         cols = np.empty((w, BATCH_BLOCK), dtype=np.uint64)
         base = np.empty(BATCH_BLOCK, dtype=np.int32)
-        acc = np.empty(BATCH_BLOCK, dtype=np.int32)
+        acc0 = np.empty(BATCH_BLOCK, dtype=np.int32)
+        acc1 = np.empty(BATCH_BLOCK, dtype=np.int32)
         for b0 in range(lo, hi, BATCH_BLOCK):
             m = min(hi, b0 + BATCH_BLOCK) - b0
             for i in range(m):
                 for j in range(w):
                     cols[j, i] = codes[b0 + i, j]
                 base[i] = masked if use_mask and not allow[b0 + i] else 0
-            for qi in range(nq):
-                heap = heaps[c, qi]
-                q = queries[qi]
+            for q0 in range(0, nq - 1, 2):
                 for i in range(m):
-                    acc[i] = base[i]
+                    acc0[i] = base[i]
+                    acc1[i] = base[i]
                 for j in range(w):
-                    qj = q[j]
+                    qa = queries[q0, j]
+                    qb = queries[q0 + 1, j]
                     col = cols[j]
                     for i in range(m):
-                        acc[i] += np.int32(popcount64(col[i] ^ qj))
-                thr = heap[0] >> ROW_BITS
-                low = acc[0]
-                for i in range(1, m):
-                    low = min(low, acc[i])
-                if low > thr:
-                    continue
+                        v = col[i]
+                        acc0[i] += np.int32(popcount64(v ^ qa))
+                        acc1[i] += np.int32(popcount64(v ^ qb))
+                _select_block(heaps[c, q0], acc0, m, b0)
+                _select_block(heaps[c, q0 + 1], acc1, m, b0)
+            if nq % 2:
                 for i in range(m):
-                    d = acc[i]
-                    if d <= thr:
-                        key = hamming_key(d, b0 + i)
-                        if key < heap[0]:
-                            heap_replace_top(heap, key)
-                            thr = heap[0] >> ROW_BITS
+                    acc0[i] = base[i]
+                for j in range(w):
+                    qa = queries[nq - 1, j]
+                    col = cols[j]
+                    for i in range(m):
+                        acc0[i] += np.int32(popcount64(col[i] ^ qa))
+                _select_block(heaps[c, nq - 1], acc0, m, b0)
 
 
 def new_heaps(nchunks: int, nq: int, k: int) -> np.ndarray:
