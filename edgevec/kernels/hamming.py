@@ -37,6 +37,17 @@ def hamming_row(codes, i, q, w):
     return acc
 
 
+@njit(cache=True, inline="always")
+def _offer(heap, d, row, thr):
+    """Offer one row at distance d; returns the (possibly lower) distance threshold."""
+    if d <= thr:
+        key = hamming_key(d, row)
+        if key < heap[0]:
+            heap_replace_top(heap, key)
+            thr = heap[0] >> ROW_BITS
+    return thr
+
+
 @njit(cache=True, parallel=True)
 def hamming_topk(codes, q, allow, heaps):
     """codes uint64[n, w], q uint64[w], allow uint8[n] or [0] -> heaps int64[nchunks, k]
@@ -51,20 +62,10 @@ def hamming_topk(codes, q, allow, heaps):
         if use_mask:  # two loops: a mask test inside the hot loop costs ~40% here
             for i in range(lo, hi):
                 if allow[i]:
-                    d = hamming_row(codes, i, q, w)
-                    if d <= thr:
-                        key = hamming_key(d, i)
-                        if key < heap[0]:
-                            heap_replace_top(heap, key)
-                            thr = heap[0] >> ROW_BITS
+                    thr = _offer(heap, hamming_row(codes, i, q, w), i, thr)
         else:
             for i in range(lo, hi):
-                d = hamming_row(codes, i, q, w)
-                if d <= thr:
-                    key = hamming_key(d, i)
-                    if key < heap[0]:
-                        heap_replace_top(heap, key)
-                        thr = heap[0] >> ROW_BITS
+                thr = _offer(heap, hamming_row(codes, i, q, w), i, thr)
 
 
 @njit(cache=True, inline="always")
@@ -77,12 +78,7 @@ def _select_block(heap, acc, m, b0):
     if low > thr:  # nothing in this block beats the current k-th: skip it
         return
     for i in range(m):
-        d = acc[i]
-        if d <= thr:
-            key = hamming_key(d, b0 + i)
-            if key < heap[0]:
-                heap_replace_top(heap, key)
-                thr = heap[0] >> ROW_BITS
+        thr = _offer(heap, acc[i], b0 + i, thr)
 
 
 @njit(cache=True, parallel=True)
