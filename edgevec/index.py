@@ -442,10 +442,13 @@ class Index:
         """
         w = self._w()
         s = w.snapshot
+        text_list = None
         if vectors is None:
             if texts is None:
                 raise InvalidInput("add() needs texts= (indexes with a model) or vectors=")
-            text_list = check_texts(texts, len(texts) if hasattr(texts, "__len__") else -1)
+            if not isinstance(texts, str):  # a single str is refused by check_texts
+                texts = list(texts)  # a generator is read once, here
+            text_list = check_texts(texts, len(texts))
             vectors = self._embed(text_list, "add(texts=...) without vectors")
         elif embedder is not None:
             self._check_embedder(embedder)
@@ -454,7 +457,8 @@ class Index:
         if n == 0:
             return []
         id_list, id_type, next_auto = self._check_ids(ids, n, s)
-        text_list = check_texts(texts, n)
+        if text_list is None:
+            text_list = check_texts(texts, n)
         meta_list = check_metadata(metadata, n)
         keys = id_keys(id_list, id_type)
         self._check_unique(id_list, keys, s)

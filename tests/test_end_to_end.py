@@ -223,3 +223,13 @@ def test_killed_build_resumes_to_the_same_index(tmp_path, minilm):
         for ident in ("d0", "d299", "d599"):
             np.testing.assert_array_equal(a.get(ident).vector, b.get(ident).vector)
     assert not os.path.exists(staging)
+
+
+def test_add_texts_from_a_generator(tmp_path, minilm):
+    """Regression: texts given as a generator (no len) were rejected as '-1 rows', and a
+    second validation pass would have found the generator already consumed."""
+    with edgevec.Index.create(tmp_path / "g.edgevec", model=minilm) as idx:
+        ids = idx.add(texts=(t for t in ["csv parsing", "bread baking"]), ids=["a", "b"])
+        assert ids == ["a", "b"] and idx.get("b").text == "bread baking"
+        with pytest.raises(edgevec.InvalidInput, match="single str"):
+            idx.add(texts="just one string")
