@@ -464,14 +464,16 @@ class Index:
         self._check_unique(id_list, keys, s)
 
         meta_update: dict[str, Any] = {"id_type": id_type, "next_auto_id": next_auto}
-        if s.meta.get("rescore_m") is None and n >= CALIBRATE_MIN_ROWS:
-            m, _ = S.choose_m(x, k=10, target=0.95, sample=100)
-            meta_update["rescore_m"] = m or S.DEFAULT_M_CANDIDATES[-1]
         pending: list[Pending] = []
         calibration = s.calibration()
         if calibration is None:
             calibration = codecs.calibrate_int8(x)
             pending.append(Pending.of("calibration", calibration))
+        binary, int8 = codecs.sign_bits(x), codecs.quantize_int8(x, calibration)
+        if s.meta.get("rescore_m") is None and n >= CALIBRATE_MIN_ROWS:
+            m, _ = S.choose_m(x, k=10, target=0.95, sample=100, calibration=calibration,
+                              codes=(binary, int8))
+            meta_update["rescore_m"] = m or S.DEFAULT_M_CANDIDATES[-1]
         columns: list = []
         meta_json = None
         if meta_list is not None:
@@ -481,7 +483,7 @@ class Index:
             meta_json = [json_dumps(m, f"metadata[{i}]") if m else ""
                          for i, m in enumerate(meta_list)]
         pending += batch_pending(
-            binary=codecs.sign_bits(x), int8=codecs.quantize_int8(x, calibration),
+            binary=binary, int8=int8,
             f16=codecs.to_f16(x) if "f16" in s.meta["codecs"] else None,
             ids=id_list, id_type=id_type, texts=text_list, meta_json=meta_json,
             columns=columns)

@@ -343,18 +343,22 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 def choose_m(vectors: np.ndarray, *, k: int = 10, target: float = 0.95,
              sample: int = 200, seed: int = 0, candidates: Sequence[int] = DEFAULT_M_CANDIDATES,
-             calibration: np.ndarray | None = None, threads: int | None = None
+             calibration: np.ndarray | None = None, threads: int | None = None,
+             codes: tuple[np.ndarray, np.ndarray] | None = None
              ) -> tuple[int | None, dict[int, float]]:
     """The smallest m whose funnel (binary -> int8, no float16) reaches recall@k >= target
     against exact float32 search, measured with `sample` of the rows as queries (each
     query's own row excluded). Returns (m or None if no candidate reaches it, {m: recall}).
-    """
+    `codes` = (binary, int8) of `vectors` when the caller has already encoded them with
+    `calibration`."""
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(x)
     if n <= k + 1:
         return 1, {1: 1.0}
     cal = codecs.calibrate_int8(x) if calibration is None else calibration
-    seg = Segment(codecs.sign_bits(x), codecs.quantize_int8(x, cal), None)
+    binary, int8 = codes if codes is not None else (codecs.sign_bits(x),
+                                                     codecs.quantize_int8(x, cal))
+    seg = Segment(binary, int8, None)
     rng = np.random.default_rng(seed)
     qrows = rng.choice(n, size=min(sample, n), replace=False)
     truth = []
