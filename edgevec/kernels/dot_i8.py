@@ -48,11 +48,3 @@ def dot_i8_topk(codes, q, allow, heaps):
             key = score_key(dot_i8_row(codes, i, q, d), i)
             if key < heap[0]:
                 heap_replace_top(heap, key)
-
-
-@njit(cache=True, parallel=True)
-def dot_i8_scan(codes, q, out):
-    """Every score: codes int8[n, d], q int16[d] -> out int32[n]."""
-    n, d = codes.shape
-    for i in prange(n):
-        out[i] = dot_i8_row(codes, i, q, d)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._intrinsics import KEY_NONE, ROW_BITS, ROW_MASK, SCORE_BIAS
+from ._intrinsics import ROW_BITS, ROW_MASK, SCORE_BIAS
 
 
 @njit(cache=True, inline="always")
@@ -43,19 +43,6 @@ def heap_replace_top(heap, key):
         heap[i] = heap[child]
         i = child
     heap[i] = key
-
-
-@njit(cache=True)
-def merge_heaps(heaps, k, out_keys):
-    """heaps int64[m, k] -> the k smallest keys, sorted, into out_keys int64[k]; returns how
-    many are real (not KEY_NONE)."""
-    flat = np.sort(heaps.ravel())
-    count = 0
-    for i in range(k):
-        out_keys[i] = flat[i]
-        if flat[i] != KEY_NONE:
-            count += 1
-    return count
 
 
 def split_hamming_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

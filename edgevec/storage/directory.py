@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..codecs import words_for
 from ..errors import (
     MalformedDirectory,
     SectionLengthMismatch,
@@ -93,11 +94,6 @@ class Directory:
                "sections": [s.to_json() for s in self.sections]}
         return json.dumps(doc, sort_keys=True, separators=(",", ":"),
                           ensure_ascii=False, allow_nan=False).encode("utf-8")
-
-
-def words_for(dim: int) -> int:
-    """Number of uint64 words holding `dim` sign bits."""
-    return (dim + 63) // 64
 
 
 # --- parsing ---------------------------------------------------------------------------
