@@ -146,7 +146,7 @@ def hamming_topk(codes: np.ndarray, query: np.ndarray, k: int, *,
         return np.zeros(0, np.int32), np.zeros(0, np.int64)
     with threads_for(threads) as t:
         heaps = H.new_heaps(1, _blocks(t, n), kk)[0]
-        H.hamming_topk(codes, query, mask, heaps)
+        H.hamming_topk(codes, query, H.width_of(codes.shape[1]), mask, heaps)
     return split_hamming_keys(np.sort(heaps.ravel())[:kk])
 
 
@@ -171,7 +171,7 @@ def hamming_topk_batch(codes: np.ndarray, queries: np.ndarray, k: int, *,
         return np.zeros((nq, 0), np.int32), np.zeros((nq, 0), np.int64)
     with threads_for(threads) as t:
         heaps = H.new_heaps(max(1, min(t, n)), nq, kk)
-        H.hamming_topk_batch(codes, queries, mask, heaps)
+        H.hamming_topk_batch(codes, queries, H.width_of(codes.shape[1]), mask, heaps)
     keys = np.sort(heaps.transpose(1, 0, 2).reshape(nq, -1), axis=1)[:, :kk]
     return split_hamming_keys(keys)
 

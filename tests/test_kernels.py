@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -206,22 +207,72 @@ def test_kernels_run_without_jit(tmp_path):
     assert out.stdout.strip() == "ok", out.stderr
 
 
+def _loops(asm: str) -> list[list[str]]:
+    """Bodies of the loops of an x86 listing: from a label to a later jump back to it."""
+    lines = asm.splitlines()
+    where, loops = {}, []
+    for i, line in enumerate(lines):
+        label = re.match(r"^(\.L\w+):", line)
+        if label:
+            where[label.group(1)] = i
+        jump = re.match(r"^\s+j\w+\s+(\.L\w+)", line)
+        if jump and where.get(jump.group(1), i) < i:
+            loops.append(lines[where[jump.group(1)]:i + 1])
+    return loops
+
+
+def popcount_form(asm: str) -> tuple[str, int]:
+    """How the hot loop counts bits: ("vpopcntq" | "vpshufb lookup" | "popcnt" | "none", how
+    many). The hot loop is the loop with the most 64-bit or vector XORs (a Hamming scan
+    XORs each code word with the query); a remainder loop has few, so a popcnt there
+    cannot pass for the main loop's."""
+    def xors(body):
+        return sum(bool(re.match(r"\s+(vpxor\w*|xorq)\s", x)) for x in body)
+    hot = max(_loops(asm), key=xors, default=[])
+    text = "\n".join(hot)
+    for form, pattern in (("vpopcntq", r"\bvpopcnt[qd]\b"), ("vpshufb lookup", r"\bvpshufb\b"),
+                          ("popcnt", r"\bpopcnt[qlw]?\b")):
+        count = len(re.findall(pattern, text))
+        if count:
+            return form, count
+    return "none", 0
+
+
 @pytest.mark.skipif(__import__("platform").machine() not in ("x86_64", "AMD64"),
                     reason="checks x86 instructions")
-def test_hamming_kernels_compile_to_hardware_popcount(tmp_path):
-    """The popcount intrinsic must become popcnt (or AVX-512 vpopcntq), not a bit-twiddling
-    loop. Inspecting assembly needs a fresh compile, hence the empty cache dir."""
+@pytest.mark.parametrize("dim", [256, 384])
+def test_hamming_hot_loops_use_hardware_popcount(tmp_path, dim):
+    """The popcount of each kernel's hot loop must be popcnt, AVX-512 vpopcntq or the AVX2
+    vpshufb nibble lookup, never bit arithmetic; the test says which it found for the CPU
+    Numba compiles for. Inspecting assembly needs a fresh compile (an empty cache dir)."""
     code = (
-        "import re, numpy as np\n"
+        "import sys, numpy as np, numba\n"
+        "import llvmlite.binding as ll\n"
         "from edgevec import codecs, search\n"
         "from edgevec.kernels import hamming as H\n"
-        "c = codecs.sign_bits(np.random.default_rng(0).normal(size=(64, 384)).astype(np.float32))\n"
+        f"c = codecs.sign_bits(np.random.default_rng(0).normal(size=(64, {dim}))"
+        ".astype(np.float32))\n"
         "search.hamming_topk(c, c[0].copy(), 5)\n"
         "search.hamming_topk_batch(c, c[:2].copy(), 5)\n"
         "for fn in (H.hamming_topk, H.hamming_topk_batch):\n"
-        "    asm = '\\n'.join(fn.inspect_asm().values())\n"
-        "    print(len(re.findall(r'\\bv?popcnt[qdl]?\\b', asm)))\n")
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    counts = [int(v) for v in out.stdout.split()]
-    assert len(counts) == 2 and all(c > 0 for c in counts), out.stderr
+        "    open(sys.argv[1] + '/' + fn.__name__ + '.s', 'w').write("
+        "'\\n'.join(fn.inspect_asm().values()))\n"
+        "feats = numba.config.CPU_FEATURES or ll.get_host_cpu_features().flatten()\n"
+        "print(numba.config.CPU_NAME or ll.get_host_cpu_name(), feats)\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    cpu, features = out.stdout.split()
+    has = {f[1:] for f in features.split(",") if f.startswith("+")}
+    found = {name: popcount_form((tmp_path / f"{name}.s").read_text())
+             for name in ("hamming_topk", "hamming_topk_batch")}
+    report = (f"{cpu} (avx2={'avx2' in has}, avx512vpopcntdq={'avx512vpopcntdq' in has}), "
+              f"{dim} bits: " + "; ".join(f"{k}: {v[0]} x{v[1]}" for k, v in found.items()))
+    print("\n" + report)
+    assert all(form != "none" for form, _ in found.values()), report
+    batch = found["hamming_topk_batch"][0]
+    if "avx512vpopcntdq" in has:
+        assert batch == "vpopcntq", report
+    elif "avx2" in has:
+        assert batch == "vpshufb lookup", report
