@@ -25,6 +25,7 @@ from .errors import (
     UnsupportedVersion,
     WriteFailed,
 )
+from .cpu import hardware
 from .embed import Embedder, ModelError
 from .index import Index, Record, info, open, verify  # noqa: A004 - edgevec.open is public
 from .results import BatchResults, Hit, Results
@@ -59,6 +60,7 @@ __all__ = [
     "UnsupportedVersion",
     "WriteFailed",
     "__version__",
+    "hardware",
     "info",
     "open",
     "verify",

@@ -18,6 +18,14 @@ def _print_json(value: Any) -> None:
 
 
 def cmd_info(args) -> int:
+    if args.hardware:
+        from .cpu import format_report, hardware
+        report = hardware()
+        print(json.dumps(report, indent=1) if args.json else format_report(report))
+        return 0
+    if not args.file:
+        print("edgevec info: give an index FILE (or --hardware)", file=sys.stderr)
+        return 2
     from . import info
     report = info(args.file)
     if args.json:
@@ -208,8 +216,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(fn=cmd_convert)
 
-    s = sub.add_parser("info", help="header facts of an index file")
-    s.add_argument("file")
+    s = sub.add_parser("info", help="header facts of an index file, or --hardware")
+    s.add_argument("file", nargs="?")
+    s.add_argument("--hardware", action="store_true",
+                   help="CPU features, Numba target, onnxruntime and exact embedding variants")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_info)
 

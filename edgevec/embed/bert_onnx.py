@@ -11,10 +11,14 @@ Weight variants (every one keeps float32 activations except dyn8):
   dequantised once when the session loads (constant folding) and multiplied in float32
   (with `session.disable_quant_qdq=1` nothing is fused into integer kernels): quality is
   that of the weights alone.
-- "dyn8": int8 weights per output channel and activations quantised at run time with one
-  scale per token (uint8 around 128, then MatMulInteger): integer matrix products, about
-  twice as fast. Per-token scales keep a text's vector independent of the batch it is
-  encoded in; LayerNorm outputs are first smoothed (see `_Graph.linear`).
+- "dyn8": 7-bit weights (-63..63) per output channel and activations quantised at run
+  time with one scale per token (uint8 around 128, then MatMulInteger): integer matrix
+  products, faster than float. Per-token scales keep a text's vector independent of the
+  batch it is encoded in; LayerNorm outputs are first smoothed (see `_Graph.linear`).
+  Why 7 bits: without VNNI, onnxruntime multiplies uint8 x int8 with `vpmaddubsw`, which
+  adds pairs of products into a saturating int16. With weights within +-63 a pair is at
+  most 2 * 255 * 63 = 32130 < 32767, so the integer products are exact on every x86 CPU
+  (and on VNNI and ARM, which accumulate in int32): the same vector everywhere.
 Embedding tables are stored int8 (one scale per row) in both int8 variants: rows are
 gathered as int8 and scaled after the gather, so the table is never dequantised whole.
 """
@@ -73,12 +77,19 @@ def random_weights(cfg: BertConfig, seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
-def _per_channel_int8(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 quantisation with one scale per slice along `axis`."""
+# dyn8's weight range: |uint8 activation| * |weight| summed over a pair must fit int16
+# (see the module docstring): 2 * 255 * 63 = 32130 <= 32767.
+DYN8_WEIGHT_LEVELS = 63
+
+
+def _per_channel_int8(weight: np.ndarray, axis: int, levels: int = 127
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric quantisation to -levels..levels (int8) with one scale per slice along
+    `axis`."""
     peak = np.abs(weight).max(axis=1 - axis)
-    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    scale = np.where(peak > 0, peak / levels, 1.0).astype(np.float32)
     shape = (1, -1) if axis == 1 else (-1, 1)
-    q = np.clip(np.rint(weight / scale.reshape(shape)), -127, 127).astype(np.int8)
+    q = np.clip(np.rint(weight / scale.reshape(shape)), -levels, levels).astype(np.int8)
     return q, scale
 
 
@@ -145,8 +156,8 @@ class _Graph:
             w = self.op("Reshape", [w, self.const(hint + "_ws2", np.array(wt.shape, np.int64))],
                         hint + "_w")
             y = self.op("MatMul", [x, w], hint)
-        else:  # dyn8: int8 x int8 products, one activation scale per token
-            q, scale = _per_channel_int8(wt, axis=1)
+        else:  # dyn8: uint8 x 7-bit products, one activation scale per token
+            q, scale = _per_channel_int8(wt, axis=1, levels=DYN8_WEIGHT_LEVELS)
             n_in, n_out = wt.shape
             shape = self.op("Shape", [x], hint + "_shape")
             rows = self.op("Reshape", [x, self.const(hint + "_2d", np.array([-1, n_in],

@@ -61,11 +61,16 @@ class ModelConfig:
     normalize: bool = True
     variant: str | None = None
     sha256: dict | None = None     # file name -> hex digest of model.onnx / tokenizer.json
+    # dyn8: integer weights lie within +-weight_levels (63; builds without it had 127)
+    weight_levels: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "dim": self.dim, "max_tokens": self.max_tokens,
-                "pooling": self.pooling, "normalize": self.normalize,
-                "variant": self.variant, "sha256": self.sha256 or {}}
+        out = {"name": self.name, "dim": self.dim, "max_tokens": self.max_tokens,
+               "pooling": self.pooling, "normalize": self.normalize,
+               "variant": self.variant, "sha256": self.sha256 or {}}
+        if self.weight_levels is not None:
+            out["weight_levels"] = self.weight_levels
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "ModelConfig":
@@ -74,7 +79,9 @@ class ModelConfig:
                        max_tokens=int(d.get("max_tokens", 256)),
                        pooling=str(d.get("pooling", "mean")),
                        normalize=bool(d.get("normalize", True)), variant=d.get("variant"),
-                       sha256=dict(d.get("sha256") or {}))
+                       sha256=dict(d.get("sha256") or {}),
+                       weight_levels=(None if d.get("weight_levels") is None
+                                      else int(d["weight_levels"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model config is missing or mistypes a field: {exc}") from None
 
@@ -90,6 +97,24 @@ def _pooling_from_sentence_transformers(model_dir: str) -> str | None:
     if cfg.get("pooling_mode_mean_tokens"):
         return "mean"
     raise ModelError(f"{path}: only mean or CLS pooling is supported")
+
+
+def _check_integer_products(config: ModelConfig, source: str) -> None:
+    """Refuse a dyn8 model whose integer products onnxruntime cannot compute exactly on
+    this CPU: it would give other vectors than where the index was built."""
+    if config.variant != "dyn8":
+        return
+    from .exactness import integer_products_exact
+    levels = config.weight_levels or 127  # dyn8 builds before weight_levels had 8 bits
+    if not 1 <= levels <= 127:
+        raise ModelError(f"{source}: weight_levels must be in 1..127, got {levels}")
+    if not integer_products_exact(levels):
+        raise ModelError(
+            f"{source}: this dyn8 model has integer weights up to +-{levels}, whose products "
+            "onnxruntime computes with saturation on this CPU (no AVX-512 VNNI / AVX-VNNI): "
+            "its vectors would differ from those of the machine that built the index. "
+            "Rebuild the model (`edgevec model build minilm-l6 --variant dyn8 --force`, "
+            "7-bit weights, exact everywhere) and the index, or use the int8 variant")
 
 
 class Embedder:
@@ -109,6 +134,7 @@ class Embedder:
                              "pip install onnxruntime tokenizers") from None
         self.config = config
         self.source = source
+        _check_integer_products(config, source)
         self._model_bytes = model_bytes
         self._tokenizer_json = tokenizer_json
         try:

@@ -175,7 +175,7 @@ def build_model(name: str = "minilm-l6", variant: str | None = None, *,
                 weights_dir: str | None = None, force: bool = False,
                 allow_download: bool = True) -> str:
     """Build (or find already built) a model variant in the cache; return its folder."""
-    from .bert_onnx import build_bert, config_from_hf, read_safetensors
+    from .bert_onnx import DYN8_WEIGHT_LEVELS, build_bert, config_from_hf, read_safetensors
     r = recipe(name)
     variant = variant or r["default_variant"]
     if variant not in r["variants"]:
@@ -208,7 +208,8 @@ def build_model(name: str = "minilm-l6", variant: str | None = None, *,
                              f"manifest records {expected}: the build is not reproducible here "
                              "(onnx version?); report it")
         config = ModelConfig(name=name, dim=r["dim"], max_tokens=r["max_tokens"],
-                             pooling="none", normalize=True, variant=variant, sha256=digests)
+                             pooling="none", normalize=True, variant=variant, sha256=digests,
+                             weight_levels=DYN8_WEIGHT_LEVELS if variant == "dyn8" else None)
         tmp = tempfile.mkdtemp(dir=root, prefix=f".build-{name}-{variant}-")
         try:
             for fname, data in ((MODEL_FILE, model), (TOKENIZER_FILE, tok),
