@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -188,6 +187,19 @@ B.CHUNK_DOCS = 50
 B.build([sys.argv[1]], sys.argv[2], id_field="id", quiet=True)
 """
 
+# The same build, killed by SIGKILL right after its third chunk is staged on disk: a
+# deterministic crash point (the test used to poll the staging folder and sleep).
+DIES_AFTER_3_CHUNKS = KILLED_BUILD.replace("B.build(", """
+import os, signal
+stage, staged = B._stage_chunk, []
+def stage_then_die(*args):
+    stage(*args)
+    staged.append(1)
+    if len(staged) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+B._stage_chunk = stage_then_die
+B.build(""", 1)
+
 
 @pytest.mark.slow
 def test_killed_build_resumes_to_the_same_index(tmp_path, minilm):
@@ -200,17 +212,10 @@ def test_killed_build_resumes_to_the_same_index(tmp_path, minilm):
     subprocess.run([sys.executable, "-c", KILLED_BUILD, str(src), full], check=True,
                    env=dict(os.environ))
     part = str(tmp_path / "part.edgevec")
-    child = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(src), part],
-                             env=dict(os.environ))
+    killed = subprocess.run([sys.executable, "-c", DIES_AFTER_3_CHUNKS, str(src), part],
+                            env=dict(os.environ))
+    assert killed.returncode == -signal.SIGKILL
     staging = part + ".staging"
-    deadline = time.time() + 60
-    while time.time() < deadline:  # kill once a few chunks are staged
-        if os.path.isdir(staging) and len([n for n in os.listdir(staging)
-                                           if n.startswith("chunk-")]) >= 3:
-            break
-        time.sleep(0.05)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
     assert not os.path.exists(part) and os.path.isdir(staging)
     out = subprocess.run([sys.executable, "-c", KILLED_BUILD.replace(
         "quiet=True)", "quiet=True); print(r)").replace("B.build(", "r = B.build("),
