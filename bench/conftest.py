@@ -9,6 +9,10 @@ import time
 import numpy as np
 import pytest
 
+# Steady-state figures are those of the Numba kernels; a new process would otherwise scan
+# with NumPy first (search.ScanEngine). test_bench_coldstart sets its own.
+os.environ.setdefault("EDGEVEC_SCAN", "numba")
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.environ.get("EDGEVEC_BENCH_DATA", os.path.join(HERE, ".data"))
 sys.path.insert(0, HERE)
@@ -55,3 +59,10 @@ def cached(path: str, make) -> str:
         make(tmp)
         os.replace(tmp, path)
     return path
+
+
+def pytest_report_header(config):
+    """Every benchmark run starts with the CPU it ran on (features, Numba target,
+    onnxruntime's integer exactness): figures from another CPU are another table."""
+    from edgevec.cpu import summary
+    return f"edgevec hardware: {summary()}"

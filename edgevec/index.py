@@ -238,9 +238,13 @@ class Index:
         if self._embedder is None and self._s.meta.get("embedder"):
             from .embed import Embedder
             s = self._s
-            files = {name[len("model/"):]: s.blob(name) for name in s.directory.blobs
-                     if name.startswith("model/")}
-            self._embedder = Embedder.from_files(files, source=f"{self._path} (stored model)")
+            files = {name[len("model/"):]: (lambda n=name: s.blob(n)) if name.endswith(
+                ".onnx") else s.blob(name) for name in s.directory.blobs
+                if name.startswith("model/")}
+            # the 24 MB model is read only if this machine has no optimised copy of it
+            self._embedder = Embedder.from_files(
+                files, source=f"{self._path} (stored model)",
+                model_sha256=s.meta["embedder"].get("sha256"))
             if self._embedder.identity["sha256"] != s.meta["embedder"].get("sha256"):
                 from .errors import ModelMismatch
                 raise ModelMismatch(f"{self._path}: the stored model does not match the "

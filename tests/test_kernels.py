@@ -26,6 +26,13 @@ def _codes(rng, n, dim, dup=True):
     return x
 
 
+@pytest.fixture(autouse=True)
+def numba_scans(monkeypatch):
+    """These tests are about the Numba kernels: no NumPy scans unless a test asks (see
+    search.ScanEngine, which would otherwise answer a new process's first queries)."""
+    monkeypatch.setattr(search.ENGINE, "mode", "numba")
+
+
 def _memmap(tmp_path, a):
     path = tmp_path / f"a{a.dtype}{a.shape}.bin"
     a.tofile(path)
@@ -34,8 +41,12 @@ def _memmap(tmp_path, a):
 
 @pytest.mark.parametrize("dim", DIMS)
 @pytest.mark.parametrize("n", NS)
-@pytest.mark.parametrize("threads", [1, 2])
-def test_hamming_topk_matches_reference(rng, tmp_path, dim, n, threads):
+@pytest.mark.parametrize("threads, engine", [(1, "numba"), (2, "numba"), (1, "numpy")])
+def test_hamming_topk_matches_reference(rng, tmp_path, dim, n, threads, engine,
+                                        monkeypatch):
+    """The Numba kernel and the NumPy scan a new process starts with (ScanEngine) both
+    give the reference's rows in the reference's order."""
+    monkeypatch.setattr(search.ENGINE, "mode", engine)
     x = _codes(rng, n, dim)
     codes = codecs.sign_bits(x)
     q = codecs.sign_bits(rng.normal(size=(1, dim)).astype(np.float32))[0]
@@ -68,7 +79,9 @@ def test_hamming_batch_matches_reference(rng, dim, n):
                 np.testing.assert_array_equal(d[i], rd)
 
 
-def test_hamming_all_rows_masked_and_k_rows_returned_when_k_pass(rng):
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+def test_hamming_all_rows_masked_and_k_rows_returned_when_k_pass(rng, engine, monkeypatch):
+    monkeypatch.setattr(search.ENGINE, "mode", engine)
     codes = codecs.sign_bits(_codes(rng, 500, 64))
     q = codes[0].copy()
     d, r = search.hamming_topk(codes, q, 5, allow=np.zeros(500, bool))
@@ -81,7 +94,9 @@ def test_hamming_all_rows_masked_and_k_rows_returned_when_k_pass(rng):
     assert r.shape == (3, 5) and all(sorted(row) == [7, 99, 250, 400, 499] for row in r.tolist())
 
 
-def test_hamming_max_distance_rows_are_found(rng):
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+def test_hamming_max_distance_rows_are_found(rng, engine, monkeypatch):
+    monkeypatch.setattr(search.ENGINE, "mode", engine)
     """Rows at the largest possible distance (every bit differs) are still results."""
     codes = np.zeros((4, 1), np.uint64)
     q = np.array([np.iinfo(np.uint64).max], np.uint64)
@@ -98,7 +113,7 @@ def _quant(rng, n, dim):
 @pytest.mark.parametrize("dim", DIMS)
 @pytest.mark.parametrize("n", NS)
 @pytest.mark.parametrize("threads", [1, 2])
-def test_dot_i8_topk_and_rescore_match_reference(rng, tmp_path, dim, n, threads):
+def test_dot_i8_topk_and_rescore_match_reference(rng, tmp_path, dim, n, threads, monkeypatch):
     x, codes, cal = _quant(rng, n, dim)
     q = rng.normal(size=dim).astype(np.float32)
     qq = search.quantize_query(q, cal)
@@ -110,8 +125,11 @@ def test_dot_i8_topk_and_rescore_match_reference(rng, tmp_path, dim, n, threads)
     if n:
         mm = _memmap(tmp_path, codes)
         rows = rng.integers(0, n, size=50)
-        got = search.dot_i8_rescore(mm, qq, rows)
-        np.testing.assert_allclose(got, qq.bias + qq.scale * ref.dot_i8(codes[rows], qq.q))
+        for engine in ("numba", "numpy"):  # NumPy rescores before Numba is loaded
+            monkeypatch.setattr(search, "ENGINE", search.ScanEngine())
+            monkeypatch.setattr(search.ENGINE, "mode", engine)
+            got = search.dot_i8_rescore(mm, qq, rows)
+            np.testing.assert_allclose(got, qq.bias + qq.scale * ref.dot_i8(codes[rows], qq.q))
         allow = rng.random(n) < 0.3
         s, r = search.dot_i8_topk(mm, qq, 10, allow=allow, threads=threads)
         rs, rr = ref.dot_i8_topk(codes, qq.q, 10, allow)
@@ -202,7 +220,7 @@ def test_kernels_run_without_jit(tmp_path):
         "s, r = search.dot_i8_topk(codes, qq, 6)\n"
         "assert (r == ref.dot_i8_topk(codes, qq.q, 6)[1]).all()\n"
         "print('ok')\n")
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1", EDGEVEC_SCAN="numba")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
 
@@ -259,7 +277,7 @@ def test_hamming_hot_loops_use_hardware_popcount(tmp_path, dim):
         "'\\n'.join(fn.inspect_asm().values()))\n"
         "feats = numba.config.CPU_FEATURES or ll.get_host_cpu_features().flatten()\n"
         "print(numba.config.CPU_NAME or ll.get_host_cpu_name(), feats)\n")
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), EDGEVEC_SCAN="numba")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -276,3 +294,25 @@ def test_hamming_hot_loops_use_hardware_popcount(tmp_path, dim):
         assert batch == "vpopcntq", report
     elif "avx2" in has:
         assert batch == "vpshufb lookup", report
+
+
+def test_a_new_process_rents_numpy_then_buys_numba(rng, monkeypatch):
+    """Ski rental (search.ScanEngine): NumPy answers until it has cost what loading Numba
+    costs, then Numba; scans too big for NumPy go to Numba at once; modes are obeyed."""
+    engine = search.ScanEngine()
+    monkeypatch.setattr(engine, "mode", "auto")
+    assert engine.use_numpy(1000) and not engine.numba_loaded
+    assert not engine.use_numpy(engine.NUMPY_MAX_WORDS + 1) and engine.numba_loaded
+    assert not engine.use_numpy(1000)  # once loaded, always Numba
+    engine = search.ScanEngine()
+    monkeypatch.setattr(engine, "mode", "auto")
+    engine.numpy_seconds = engine.NUMBA_LOAD_SECONDS
+    assert not engine.use_numpy(1000)
+    monkeypatch.setattr(engine, "mode", "numpy")
+    assert engine.use_numpy(engine.NUMPY_MAX_WORDS * 4)
+    # and the real one accumulates the NumPy time it spends
+    monkeypatch.setattr(search, "ENGINE", search.ScanEngine())
+    monkeypatch.setattr(search.ENGINE, "mode", "auto")
+    codes = codecs.sign_bits(rng.normal(size=(500, 64)).astype(np.float32))
+    search.hamming_topk(codes, codes[0].copy(), 3)
+    assert search.ENGINE.numpy_seconds > 0 and not search.ENGINE.numba_loaded

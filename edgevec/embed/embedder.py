@@ -13,13 +13,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import EdgevecError, InvalidInput, ModelMismatch
+from .session import create_session
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -117,6 +118,18 @@ def _check_integer_products(config: ModelConfig, source: str) -> None:
             "7-bit weights, exact everywhere) and the index, or use the int8 variant")
 
 
+def _checked_loader(load: Callable[[], bytes], sha256: str, source: str
+                    ) -> Callable[[], bytes]:
+    """`load`, checked once against the digest the model is known by."""
+    def checked() -> bytes:
+        data = load()
+        if data is None or sha256_bytes(data) != sha256:
+            raise ModelError(f"{source}: the stored model.onnx does not match its recorded "
+                             f"sha256 {sha256[:16]}...; the file is damaged")
+        return data
+    return checked
+
+
 class Embedder:
     """A text embedding model: `encode(texts)` -> float32 [n, dim], L2-normalised.
 
@@ -124,10 +137,14 @@ class Embedder:
     model carried inside an index file.
     """
 
-    def __init__(self, model_bytes: bytes, tokenizer_json: bytes, config: ModelConfig, *,
-                 threads: int | None = None, source: str = "<bytes>") -> None:
+    def __init__(self, model_bytes: bytes | Callable[[], bytes], tokenizer_json: bytes,
+                 config: ModelConfig, *, threads: int | None = None, source: str = "<bytes>",
+                 model_sha256: str | None = None) -> None:
+        """`model_bytes` may be a zero-argument callable with `model_sha256` given: the
+        model is then read only if the optimised-graph cache lacks it (an index passes its
+        stored model so, with the digest its header records), and checked against it."""
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401 - imported here for the clear error below
             from tokenizers import Tokenizer
         except ImportError as exc:  # pragma: no cover - both are runtime dependencies
             raise ModelError(f"text embedding needs onnxruntime and tokenizers: {exc}; "
@@ -135,6 +152,15 @@ class Embedder:
         self.config = config
         self.source = source
         _check_integer_products(config, source)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or threads < 1):
+            raise InvalidInput(f"threads must be a positive int, got {threads!r}")
+        if callable(model_bytes):
+            if not model_sha256:
+                model_bytes = model_bytes()
+            else:
+                model_bytes = _checked_loader(model_bytes, model_sha256, source)
+        digest = model_sha256 if callable(model_bytes) else sha256_bytes(model_bytes)
         self._model_bytes = model_bytes
         self._tokenizer_json = tokenizer_json
         try:
@@ -145,22 +171,10 @@ class Embedder:
         tok.no_padding()  # we pad per length bucket
         tok.enable_truncation(max_length=config.max_tokens)
         self._tok = tok
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # int8 weights dequantised once at load, float32 compute (see bert_onnx.py)
-        opts.add_session_config_entry("session.disable_quant_qdq", "1")
-        opts.inter_op_num_threads = 1
-        # onnxruntime's idle threads spin by default and steal the cores the search
-        # kernels run on next: a text query took 7.8 ms p50 with spinning, 3.4 ms without
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads is not None:
-            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-                raise InvalidInput(f"threads must be a positive int, got {threads!r}")
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(model_bytes, opts,
-                                                 providers=["CPUExecutionProvider"])
+            self._session = create_session(model_bytes, digest, threads=threads)
+        except EdgevecError:
+            raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own base classes
             raise ModelError(f"{source}: model.onnx cannot be loaded ({str(exc)[:200]}); "
                              "rebuild it with `edgevec model build NAME`") from None
@@ -173,7 +187,7 @@ class Embedder:
         self._output = "sentence_embedding" if "sentence_embedding" in names else names[0]
         self._pooled = self._output == "sentence_embedding" or len(out[0].shape) == 2
         self.identity = {"name": config.name, "dim": config.dim,
-                         "variant": config.variant, "sha256": sha256_bytes(model_bytes)}
+                         "variant": config.variant, "sha256": digest}
 
     # --- loading --------------------------------------------------------------------------
 
@@ -233,12 +247,16 @@ class Embedder:
 
     def files(self) -> dict[str, bytes]:
         """The model's files (what an index stores to carry its model)."""
+        if callable(self._model_bytes):
+            self._model_bytes = self._model_bytes()
         return {MODEL_FILE: self._model_bytes, TOKENIZER_FILE: self._tokenizer_json,
                 CONFIG_FILE: json.dumps(self.config.to_json(), sort_keys=True).encode()}
 
     @classmethod
-    def from_files(cls, files: dict[str, bytes | None], *, threads: int | None = None,
-                   source: str = "<bytes>") -> "Embedder":
+    def from_files(cls, files: dict[str, Any], *, threads: int | None = None,
+                   source: str = "<bytes>", model_sha256: str | None = None) -> "Embedder":
+        """From the files of a model directory; files["model.onnx"] may be a callable that
+        reads it (see __init__)."""
         missing = [n for n in (MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE) if not files.get(n)]
         if missing:
             raise ModelError(f"{source}: model files missing: {', '.join(missing)}")
@@ -247,7 +265,7 @@ class Embedder:
         except ValueError as exc:
             raise ModelError(f"{source}: model config is not valid JSON ({exc})") from None
         return cls(files[MODEL_FILE], files[TOKENIZER_FILE], config, threads=threads,
-                   source=source)
+                   source=source, model_sha256=model_sha256)
 
     @classmethod
     def from_bytes(cls, model_bytes: bytes, tokenizer_json: bytes, config: dict | ModelConfig,

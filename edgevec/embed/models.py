@@ -27,6 +27,7 @@ import zipfile
 from typing import Any
 
 from .embedder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, ModelConfig, ModelError
+from .session import cache_root
 
 MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "manifest.json")
 
@@ -42,15 +43,6 @@ def recipe(name: str) -> dict[str, Any]:
         raise ModelError(f"unknown model {name!r}; available: {', '.join(sorted(models))} "
                          "(or pass a model directory)")
     return models[name]
-
-
-def cache_root() -> str:
-    root = os.environ.get("EDGEVEC_MODELS_DIR")
-    if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
-                                                                ".cache")
-        root = os.path.join(base, "edgevec", "models")
-    return root
 
 
 def model_dir(name: str, variant: str | None = None) -> str:
