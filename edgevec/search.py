@@ -147,6 +147,8 @@ class ScanEngine:
         self.numba_loaded = False
 
     def use_numpy(self, words: int) -> bool:
+        if self.mode not in ("auto", "numba", "numpy"):
+            raise InvalidInput(f"EDGEVEC_SCAN must be auto, numba or numpy, got {self.mode!r}")
         if self.mode == "numpy" or (self.mode == "auto" and not self.numba_loaded
                                     and words <= self.NUMPY_MAX_WORDS
                                     and self.numpy_seconds < self.NUMBA_LOAD_SECONDS):
@@ -415,6 +417,8 @@ def choose_m(vectors: np.ndarray, *, k: int = 10, target: float = 0.95,
     `calibration`."""
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(x)
+    k = check_k(k)
+    sample = check_k(sample, "sample")  # recall over no queries would read as 1.0
     if n <= k + 1:
         return 1, {1: 1.0}
     cal = codecs.calibrate_int8(x) if calibration is None else calibration

@@ -310,6 +310,9 @@ def test_a_new_process_rents_numpy_then_buys_numba(rng, monkeypatch):
     assert not engine.use_numpy(1000)
     monkeypatch.setattr(engine, "mode", "numpy")
     assert engine.use_numpy(engine.NUMPY_MAX_WORDS * 4)
+    monkeypatch.setattr(engine, "mode", "fast")  # a typo in EDGEVEC_SCAN
+    with pytest.raises(InvalidInput, match="EDGEVEC_SCAN must be auto, numba or numpy"):
+        engine.use_numpy(1)
     # and the real one accumulates the NumPy time it spends
     monkeypatch.setattr(search, "ENGINE", search.ScanEngine())
     monkeypatch.setattr(search.ENGINE, "mode", "auto")
