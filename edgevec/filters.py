@@ -40,6 +40,19 @@ def _check_value(field: str, ctype: str, op: str, value: Any) -> None:
         if not ok(v):
             raise InvalidInput(f"filter {field!r}: {v!r:.60} is {type(v).__name__}, but the "
                                f"field holds {ctype} values")
+        if isinstance(v, float) and v != v:
+            raise InvalidInput(f"filter {field!r}: NaN matches nothing; filter with $exists "
+                               "for missing values")
+        if ctype == "float" and isinstance(v, int) and float(v) != v:
+            raise InvalidInput(f"filter {field!r}: {v} cannot be compared exactly with the "
+                               "field's float64 values (beyond 2**53); pass a float")
+
+
+def _int64_exact(v: int | float) -> bool:
+    """Whether some int64 equals v exactly (2019.5 and 2**70 match no int64 row)."""
+    if isinstance(v, float) and not v.is_integer():
+        return False
+    return -2**63 <= v < 2**63
 
 
 def validate(node: Any, fields: dict[str, str]) -> None:
@@ -121,8 +134,12 @@ class _SegmentColumns:
         values = self.snap.array(parts["values"])
         valid = self.snap.array(parts["valid"]).astype(bool)
         if op == "$in":
-            out = np.isin(values, np.asarray(value, dtype=values.dtype)) if value else \
-                np.zeros(self.n, bool)
+            # the listed values as the column's dtype, keeping only those a row can equal:
+            # casting 2019.5 to int64 used to match 2019, and 2**70 overflowed
+            wanted = ([int(v) for v in value if _int64_exact(v)] if ctype == "int"
+                      else [float(v) for v in value])
+            out = (np.isin(values, np.array(wanted, dtype=values.dtype)) if wanted
+                   else np.zeros(self.n, bool))
         elif op == "$eq":
             out = values == value
         else:

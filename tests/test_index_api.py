@@ -204,3 +204,41 @@ def test_closed_index_says_so(path):
     with pytest.raises(edgevec.IndexStateError, match="closed"):
         len(idx)
     idx.close()  # closing twice is fine
+
+
+def test_numeric_filters_compare_exactly(path):
+    """Regression: {"year": {"$in": [2019.5]}} matched 2019 (the list was cast to int64)
+    while {"year": 2019.5} matched nothing, and {"$in": [2**70]} raised OverflowError. A
+    value either compares exactly or is refused with a message."""
+    years = [2018, 2019, 2020]
+    with edgevec.Index.create(path, dim=8) as idx:
+        idx.add(batch_vectors(0, 3, 8), ids=["a", "b", "c"],
+                metadata=[{"year": y, "score": y / 10} for y in years])
+        q = batch_vectors(1, 1, 8)[0]
+
+        def ids(flt):
+            return set(idx.search(q, k=10, filter=flt).ids)
+        assert ids({"year": {"$in": [2019.5]}}) == set() == ids({"year": 2019.5})
+        assert ids({"year": {"$in": [2019.0, 2**70, -2**70]}}) == {"b"}
+        assert ids({"year": {"$nin": [2**70]}}) == {"a", "b", "c"}
+        assert ids({"year": {"$gt": 2**70}}) == set()
+        assert ids({"year": {"$lt": 2**70}}) == {"a", "b", "c"}
+        assert ids({"year": {"$gt": 2019.5}}) == {"c"}
+        assert ids({"score": {"$in": [201.9]}}) == {"b"}
+        with pytest.raises(edgevec.InvalidInput, match="cannot be compared exactly"):
+            idx.search(q, k=10, filter={"score": 2**53 + 1})
+        with pytest.raises(edgevec.InvalidInput, match="NaN matches nothing"):
+            idx.search(q, k=10, filter={"score": {"$gte": float("nan")}})
+
+
+def test_one_numpy_id_and_bad_id_arguments(path):
+    """Regression: delete(np.int64(3)) raised TypeError ('not iterable'), delete(None) and
+    delete(3.5) too, and Snapshot.locate raised IndexError: only EdgevecError leaves."""
+    with edgevec.Index.create(path, dim=8) as idx:
+        idx.add(batch_vectors(0, 5, 8))
+        assert idx.delete(np.int64(3)) == 1 and idx.delete(np.array([1, 2])) == 2
+        for bad in (None, 3.5):
+            with pytest.raises(edgevec.InvalidInput, match="ids must be"):
+                idx.delete(bad)
+        with pytest.raises(edgevec.InvalidInput, match="outside"):
+            idx._s.locate(99)
