@@ -499,8 +499,15 @@ class Index:
         An id that is not live raises `UnknownId` and nothing is deleted."""
         w = self._w()
         s = w.snapshot
-        if isinstance(ids, (str, int)):
+        if isinstance(ids, (str, int, np.integer)):  # one id (np.int64(3) was a TypeError)
             ids = [ids]
+        elif isinstance(ids, np.ndarray):
+            ids = ids.tolist()
+        try:
+            ids = list(ids)
+        except TypeError:
+            raise InvalidInput(f"ids must be an id or an iterable of ids, got "
+                               f"{type(ids).__name__}") from None
         wanted = list(dict.fromkeys(self._check_one_id(i) for i in ids))
         if not wanted:
             return 0
@@ -522,8 +529,14 @@ class Index:
         `queries` of them are the queries (each query's own row is excluded)."""
         w = self._w()
         s = w.snapshot
-        if not 0 < target <= 1:
-            raise InvalidInput(f"target must be in (0, 1], got {target!r}")
+        if isinstance(target, bool) or not isinstance(target, (int, float)) \
+                or not 0 < target <= 1:
+            raise InvalidInput(f"target must be a number in (0, 1], got {target!r}")
+        k = S.check_k(k)
+        queries = S.check_k(queries, "queries")  # 0 queries once gave recall 1.0 and m=1
+        sample_rows = S.check_k(sample_rows, "sample_rows")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InvalidInput(f"seed must be a non-negative int, got {seed!r}")
         live = np.flatnonzero(~s.deleted_mask()) if s.meta["deleted"] else np.arange(s.rows)
         if len(live) <= k + 1:
             raise InvalidInput(f"calibration needs more than {k + 1} rows; the index has "

@@ -114,6 +114,13 @@ def test_calibrate_stores_the_rescoring_depth(built, tmp_path):
         assert idx.info()["rescore_m"] == report["m"]
         with pytest.raises(edgevec.InvalidInput, match="target"):
             idx.calibrate(target=1.5)
+        # regression: queries=0 measured recall 1.0 over no queries and stored m=1
+        for bad, words in (({"queries": 0}, "queries"), ({"k": -1}, "k must"),
+                           ({"sample_rows": 2.5}, "sample_rows"), ({"seed": -3}, "seed"),
+                           ({"target": "high"}, "target"), ({"queries": True}, "queries")):
+            with pytest.raises(edgevec.InvalidInput, match=words):
+                idx.calibrate(**bad)
+        assert idx.info()["rescore_m"] == report["m"]  # nothing stored by a refused call
     with edgevec.open(p) as idx:
         assert idx.info()["rescore_m"] == report["m"]
         with pytest.raises(edgevec.ReadOnlyError):

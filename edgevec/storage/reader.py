@@ -23,6 +23,7 @@ from ..errors import (
     FormatError,
     HeaderError,
     IndexNotFound,
+    InvalidInput,
     NotAnEdgevecFile,
     SectionOutOfBounds,
     TruncatedFile,
@@ -251,7 +252,7 @@ class Snapshot:
     def locate(self, row: int) -> tuple[int, int]:
         """Global row -> (segment, local row)."""
         if not 0 <= row < self.rows:
-            raise IndexError(f"row {row} is outside [0, {self.rows})")
+            raise InvalidInput(f"row {row} is outside [0, {self.rows}) of {self.path}")
         starts = [s.row_start for s in self.directory.segments]
         seg = int(np.searchsorted(starts, row, side="right")) - 1
         # skip empty segments that share a start
