@@ -19,15 +19,29 @@ class Hit:
     metadata: dict[str, Any] | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Results:
-    """The results of one query, best first (score descending, ties by lower row)."""
+    """The results of one query, best first (score descending, ties by lower row).
+
+    Equal when they hold the same hits in the same order (arrays compared by value);
+    unhashable, like the dicts of metadata they hold."""
 
     ids: tuple
     scores: np.ndarray
     texts: tuple
     metadata: tuple
     rows: np.ndarray
+
+    def __eq__(self, other: object) -> bool:
+        # the generated __eq__ compared arrays with ==, whose truth value raises
+        if not isinstance(other, Results):
+            return NotImplemented
+        return (self.ids == other.ids and self.texts == other.texts
+                and self.metadata == other.metadata
+                and np.array_equal(self.scores, other.scores)
+                and np.array_equal(self.rows, other.rows))
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -43,11 +57,18 @@ class Results:
                 for h in self]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BatchResults:
     """The results of a batch of queries: one `Results` per query, in query order."""
 
     results: tuple
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BatchResults):
+            return NotImplemented
+        return self.results == other.results
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __len__(self) -> int:
         return len(self.results)

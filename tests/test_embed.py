@@ -98,10 +98,12 @@ def test_empty_and_odd_texts_give_unit_vectors(tiny_dir):
 
 
 def test_non_strings_are_rejected_by_index(tiny_dir):
+    """(An InvalidInput since it is the only error tree that leaves edgevec; it was a
+    TypeError.)"""
     emb = Embedder.load(str(tiny_dir))
-    with pytest.raises(TypeError, match=r"texts\[2\] is int"):
+    with pytest.raises(edgevec.InvalidInput, match=r"texts\[2\] is int"):
         emb.encode(["a", "b", 3])
-    with pytest.raises(TypeError, match=r"texts\[0\] is NoneType"):
+    with pytest.raises(edgevec.InvalidInput, match=r"texts\[0\] is NoneType"):
         emb.encode([None])
     with pytest.raises(edgevec.InvalidInput, match="batch_size"):
         emb.encode(["a"], batch_size=0)
@@ -397,3 +399,88 @@ def test_a_query_process_skips_prepacking_until_it_embeds_more(tiny_dir, monkeyp
     np.testing.assert_allclose(emb.encode(["fast vector search"]), first, atol=1e-6)
     emb.encode(["query"] * 100)
     assert opened == [False, True]
+
+
+def _safetensors(tensors: dict, header_patch=None) -> bytes:
+    """A safetensors file of float32 tensors, its header optionally altered."""
+    header, blobs, at = {}, [], 0
+    for name, a in tensors.items():
+        b = np.ascontiguousarray(a, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [at, at + len(b)]}
+        blobs.append(b)
+        at += len(b)
+    if header_patch:
+        header_patch(header)
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + b"".join(blobs)
+
+
+def test_safetensors_reader_checks_every_header_field(tmp_path):
+    """Regression: read_safetensors trusted its header (size, offsets, shapes), so a bad
+    file gave struct.error, KeyError, ValueError or a huge allocation; each is now one
+    ModelError naming the problem, as the safetensors format specifies."""
+    from edgevec.embed.bert_onnx import read_safetensors
+    good = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(4, np.float32)}
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(_safetensors(good))
+    got = read_safetensors(str(path))
+    np.testing.assert_array_equal(got["a"], good["a"])
+    np.testing.assert_array_equal(got["b"], good["b"])
+
+    def set_(name, field, value):
+        return lambda h: h[name].__setitem__(field, value)
+    cases = [
+        (b"\x01\x02", "shorter than the 8-byte"),
+        ((10**12).to_bytes(8, "little") + b"{}", "header length"),
+        ((5).to_bytes(8, "little") + b"nope!", "not JSON"),
+        ((2).to_bytes(8, "little") + b"[]", "not a JSON object"),
+        (_safetensors(good, set_("a", "dtype", "Q7")), "dtype 'Q7'"),
+        (_safetensors(good, set_("a", "shape", [2, -3])), "shape"),
+        (_safetensors(good, set_("b", "data_offsets", [24, 9999])), "outside"),
+        (_safetensors(good, set_("a", "shape", [3, 3])), "bytes for F32"),
+        (_safetensors(good, set_("b", "data_offsets", [8, 24])), "overlap|bytes for"),
+        (_safetensors(good, lambda h: h.__setitem__("c", 7)), "not an object"),
+        (_safetensors(good, set_("b", "data_offsets", [20, 36])), "overlap"),
+    ]
+    for raw, words in cases:
+        path.write_bytes(raw)
+        with pytest.raises(ModelError, match=words):
+            read_safetensors(str(path))
+    with pytest.raises(ModelError, match="cannot read"):
+        read_safetensors(str(tmp_path / "missing.safetensors"))
+
+
+def test_bad_weights_directories_raise_model_errors(tmp_path, monkeypatch):
+    """Regression: a weights folder with a broken config.json or weights file leaked
+    KeyError / struct.error out of `edgevec model build`."""
+    from edgevec.embed import build_model
+    monkeypatch.setenv("EDGEVEC_MODELS_DIR", str(tmp_path / "cache"))
+    w = tmp_path / "weights"
+    w.mkdir()
+    with pytest.raises(ModelError, match="no model.safetensors here"):
+        build_model("minilm-l6", "int8", weights_dir=str(w))
+    (w / "model.safetensors").write_bytes(b"\x00" * 4)
+    (w / "config.json").write_text("{}")
+    with pytest.raises(ModelError, match="not a usable BERT config"):
+        build_model("minilm-l6", "int8", weights_dir=str(w))
+    (w / "config.json").write_text("{not json")
+    with pytest.raises(ModelError, match="not a usable BERT config"):
+        build_model("minilm-l6", "int8", weights_dir=str(w))
+    (w / "config.json").write_text(json.dumps({
+        "vocab_size": 8, "hidden_size": 4, "num_hidden_layers": 1, "num_attention_heads": 1,
+        "intermediate_size": 8, "max_position_embeddings": 8}))
+    with pytest.raises(ModelError, match="not a valid safetensors file"):
+        build_model("minilm-l6", "int8", weights_dir=str(w))
+
+
+def test_building_without_the_onnx_extra_names_it(tmp_path, monkeypatch):
+    """Regression: after a plain `pip install edgevec`, `edgevec model build` died with
+    ModuleNotFoundError: No module named 'onnx'."""
+    import sys
+    from edgevec import cli
+    from edgevec.embed import build_model
+    monkeypatch.setenv("EDGEVEC_MODELS_DIR", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
+    with pytest.raises(ModelError, match=r"pip install 'edgevec\[models\]'"):
+        build_model("minilm-l6", "int8", allow_download=False)
+    assert cli.main(["model", "build", "minilm-l6"]) == 1

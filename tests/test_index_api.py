@@ -242,3 +242,18 @@ def test_one_numpy_id_and_bad_id_arguments(path):
                 idx.delete(bad)
         with pytest.raises(edgevec.InvalidInput, match="outside"):
             idx._s.locate(99)
+
+
+def test_results_compare_by_value_and_are_not_hashable(path):
+    """Regression: Results == Results raised (the generated __eq__ compared arrays with
+    ==) and hash() failed deep inside; now equality is by value, hashing is refused."""
+    with edgevec.Index.create(path, dim=8) as idx:
+        idx.add(batch_vectors(0, 20, 8), metadata=[{"n": i} for i in range(20)])
+        q = batch_vectors(1, 2, 8)
+        a, b = idx.search(q[0], k=5), idx.search(q[0], k=5)
+        assert a == b and not (a != b) and a != idx.search(q[1], k=5)
+        assert a != idx.search(q[0], k=4) and a != "not results"
+        assert idx.search(q, k=3) == idx.search(q, k=3)
+        for r in (a, idx.search(q, k=3)):
+            with pytest.raises(TypeError, match="unhashable"):
+                hash(r)

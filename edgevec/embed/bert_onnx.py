@@ -321,28 +321,67 @@ def config_from_hf(config: dict) -> BertConfig:
                       eps=config.get("layer_norm_eps", 1e-12))
 
 
+SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit on the JSON header
+_SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4"}
+
+
 def read_safetensors(path: str) -> dict[str, np.ndarray]:
-    """Read a .safetensors file with numpy alone (8-byte header length, JSON, raw data)."""
+    """Read a .safetensors file with numpy alone (8-byte header length, JSON, raw data).
+
+    Nothing in the header is trusted: its size is capped, every tensor's dtype, shape and
+    offsets are checked against the data (in bounds, the byte count of dtype x shape, no
+    overlaps) before any array is made. A bad file raises ModelError naming the tensor.
+    BF16 tensors are widened to float32."""
     import json
-    import struct
-    dtypes = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-              "BF16": None}
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
+    import math
+    from .embedder import ModelError
+
+    def bad(why: str) -> ModelError:
+        return ModelError(f"{path}: not a valid safetensors file: {why}; reinstall the "
+                          "weights package or pass another weights directory")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the weights ({exc.strerror})") from None
+    if len(raw) < 8:
+        raise bad(f"{len(raw)} bytes, shorter than the 8-byte header length")
+    n = int.from_bytes(raw[:8], "little")
+    if n > min(SAFETENSORS_MAX_HEADER, len(raw) - 8):
+        raise bad(f"header length {n} exceeds the file ({len(raw)} bytes) or the "
+                  f"{SAFETENSORS_MAX_HEADER}-byte limit")
+    try:
+        header = json.loads(raw[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise bad(f"the header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise bad("the header is not a JSON object")
+    data = memoryview(raw)[8 + n:]
+    spans, out = [], {}
     for key, info in header.items():
         if key == "__metadata__":
             continue
-        a, b = info["data_offsets"]
-        dt = dtypes.get(info["dtype"])
-        if dt is None:
-            if info["dtype"] == "BF16":
-                raw = np.frombuffer(data[a:b], dtype="<u2").astype(np.uint32) << 16
-                out[key] = raw.view(np.float32).reshape(info["shape"])
-                continue
-            raise ValueError(f"unsupported safetensors dtype {info['dtype']} for {key}")
-        out[key] = np.frombuffer(data[a:b], dtype=np.dtype(dt).newbyteorder("<")).reshape(
-            info["shape"]).copy()
+        if not isinstance(info, dict):
+            raise bad(f"tensor {key!r} is described by {type(info).__name__}, not an object")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dtype not in _SAFETENSORS_DTYPES:
+            raise bad(f"tensor {key!r} has dtype {dtype!r}; supported: "
+                      f"{', '.join(_SAFETENSORS_DTYPES)}")
+        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+            raise bad(f"tensor {key!r} has shape {shape!r}")
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(type(o) is int for o in offsets)
+                and 0 <= offsets[0] <= offsets[1] <= len(data)):
+            raise bad(f"tensor {key!r} has data_offsets {offsets!r} outside [0, {len(data)}]")
+        item = np.dtype(_SAFETENSORS_DTYPES[dtype])
+        if offsets[1] - offsets[0] != math.prod(shape) * item.itemsize:
+            raise bad(f"tensor {key!r}: {offsets[1] - offsets[0]} bytes for {dtype} {shape}")
+        spans.append((offsets[0], offsets[1], key))
+        a = np.frombuffer(data[offsets[0]:offsets[1]], dtype=item).reshape(shape)
+        out[key] = ((a.astype(np.uint32) << 16).view(np.float32) if dtype == "BF16"
+                    else a.astype(item.newbyteorder("="), copy=True))
+    spans.sort()
+    for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
+        if start < end:
+            raise bad(f"tensors {first!r} and {second!r} overlap")
     return out

@@ -310,7 +310,7 @@ class Embedder:
         texts = list(texts)
         for i, t in enumerate(texts):
             if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
+                raise InvalidInput(f"texts[{i}] is {type(t).__name__}, expected str")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInput(f"batch_size must be a positive int, got {batch_size!r}")
         n = len(texts)

@@ -180,14 +180,30 @@ def build_model(name: str = "minilm-l6", variant: str | None = None, *,
         if (os.path.exists(os.path.join(final, CONFIG_FILE)) and not force
                 and (weights_dir or _matches_manifest(final, r, variant))):
             return final  # built, and by this recipe (a stale build is rebuilt)
+        try:
+            import onnx  # noqa: F401 - the graph builder's one extra dependency
+        except ImportError:
+            raise ModelError("building a model needs the onnx package, an extra: "
+                             "pip install 'edgevec[models]'") from None
         src = find_weights(name, weights_dir, allow_download=allow_download)
         weights_path = os.path.join(src, r["source"]["weights"])
         want = r["source"].get("weights_sha256")
-        if want and _sha256_file(weights_path) != want and not weights_dir:
+        if not os.path.isfile(weights_path):
+            raise ModelError(f"{src}: no {r['source']['weights']} here; pass a weights "
+                             "directory holding the model's safetensors and config.json")
+        if want and not weights_dir and _sha256_file(weights_path) != want:
             raise ModelError(f"{weights_path}: sha256 differs from the recipe's; the "
                              "package content changed. Pass weights_dir= to use it anyway")
-        with open(os.path.join(src, "config.json"), encoding="utf-8") as f:
-            cfg = config_from_hf(json.load(f))
+        config_path = os.path.join(src, "config.json")
+        try:
+            with open(config_path, encoding="utf-8") as f:
+                cfg = config_from_hf(json.load(f))
+        except OSError as exc:
+            raise ModelError(f"{config_path}: cannot read the model's config "
+                             f"({exc.strerror})") from None
+        except (ValueError, KeyError, TypeError) as exc:  # bad JSON, missing or odd fields
+            raise ModelError(f"{config_path}: not a usable BERT config ({exc!r}); pass a "
+                             "weights directory with the model's config.json") from None
         weights = read_safetensors(weights_path)
         model = build_bert(weights, cfg, variant, name=name).SerializeToString()
         with open(os.path.join(src, r["source"].get("tokenizer", "tokenizer.json")), "rb") as f:
