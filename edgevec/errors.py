@@ -170,3 +170,7 @@ class UnknownId(EdgevecError, KeyError):
 
 class ModelMismatch(EdgevecError):
     """Vectors or an embedder do not match the model the index was built with."""
+
+
+class ModelError(EdgevecError):  # noqa: N818 - named like the other errors
+    """A model directory or file is missing, damaged, or does not match its manifest."""

@@ -3,16 +3,18 @@
 Nothing here loads onnxruntime until a model is loaded.
 """
 
-from .embedder import Embedder, ModelConfig, ModelError
+from ..errors import ModelError
+from .config import ModelConfig
+from .embedder import Embedder
 
 __all__ = ["Embedder", "ModelConfig", "ModelError", "build_model", "list_models"]
 
 
-def build_model(*args, **kwargs):
-    from .models import build_model as _build
-    return _build(*args, **kwargs)
-
-
-def list_models():
-    from .models import list_models as _list
-    return _list()
+def __getattr__(name: str):
+    # build_model and list_models live in models.py, which imports subprocess, zipfile and
+    # friends: loaded on first use, not by `import edgevec`; the functions themselves are
+    # returned, with their real signatures
+    if name in ("build_model", "list_models"):
+        from . import models
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -334,7 +334,7 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
     BF16 tensors are widened to float32."""
     import json
     import math
-    from .embedder import ModelError
+    from ..errors import ModelError
 
     def bad(why: str) -> ModelError:
         return ModelError(f"{path}: not a valid safetensors file: {why}; reinstall the "

@@ -8,23 +8,22 @@ back in input order.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import EdgevecError, InvalidInput, ModelMismatch
+from ..errors import EdgevecError, InvalidInput, ModelError, ModelMismatch
+from .config import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, ModelConfig, sha256_bytes
 from .session import create_session
 
-MODEL_FILE = "model.onnx"
-TOKENIZER_FILE = "tokenizer.json"
-CONFIG_FILE = "edgevec-model.json"
+__all__ = ["CONFIG_FILE", "MODEL_FILE", "TOKENIZER_FILE", "Embedder", "ModelConfig",
+           "ModelError", "sha256_bytes"]  # the names models.py and older code import here
+
 PROGRESS_MIN_TEXTS = 2000
 # Long texts get smaller batches: attention memory grows with batch x tokens^2, and
 # onnxruntime's arena keeps the largest batch's memory for the session's life.
@@ -44,50 +43,6 @@ def _batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, max_tokens
             b -= 1
         yield order[a:b]
         a = b
-
-
-class ModelError(EdgevecError):  # noqa: N818 - named like the other errors
-    """A model directory or file is missing, damaged, or does not match its manifest."""
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """What edgevec needs to know about a sentence-embedding model."""
-
-    name: str
-    dim: int
-    max_tokens: int = 256
-    pooling: str = "mean"          # "mean", "cls", or "none" (the model pools itself)
-    normalize: bool = True
-    variant: str | None = None
-    sha256: dict | None = None     # file name -> hex digest of model.onnx / tokenizer.json
-    # dyn8: integer weights lie within +-weight_levels (63; builds without it had 127)
-    weight_levels: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out = {"name": self.name, "dim": self.dim, "max_tokens": self.max_tokens,
-               "pooling": self.pooling, "normalize": self.normalize,
-               "variant": self.variant, "sha256": self.sha256 or {}}
-        if self.weight_levels is not None:
-            out["weight_levels"] = self.weight_levels
-        return out
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "ModelConfig":
-        try:
-            return cls(name=str(d["name"]), dim=int(d["dim"]),
-                       max_tokens=int(d.get("max_tokens", 256)),
-                       pooling=str(d.get("pooling", "mean")),
-                       normalize=bool(d.get("normalize", True)), variant=d.get("variant"),
-                       sha256=dict(d.get("sha256") or {}),
-                       weight_levels=(None if d.get("weight_levels") is None
-                                      else int(d["weight_levels"])))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"model config is missing or mistypes a field: {exc}") from None
 
 
 def _pooling_from_sentence_transformers(model_dir: str) -> str | None:

@@ -26,7 +26,8 @@ import tempfile
 import zipfile
 from typing import Any
 
-from .embedder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, ModelConfig, ModelError
+from ..errors import ModelError
+from .config import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, ModelConfig
 from .session import cache_root
 
 MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "manifest.json")
