@@ -100,9 +100,11 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
           text_field: str = "text", id_field: str | None = None,
           meta_fields: Sequence[str] | None = None, max_words: int = DEFAULT_MAX_WORDS,
           overwrite: bool = False, batch_size: int = 32, store_f16: bool = False,
-          progress: bool | None = None, quiet: bool = False,
+          progress: bool = False, quiet: bool = False,
           user_metadata: dict[str, Any] | None = None) -> BuildReport:
-    """Build `output` from `sources` with the text model `model` (see module docstring)."""
+    """Build `output` from `sources` with the text model `model` (see module docstring).
+    `progress` draws a progress line on stderr (the CLI turns it on on a terminal);
+    `quiet` silences the warnings about skipped files."""
     from .embed import Embedder
     from .index import Index
     output = os.fspath(output)
@@ -128,8 +130,6 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
 
     emb = Embedder.load(model)
     stats = Stats()
-    if progress is None:
-        progress = sys.stderr.isatty() and not quiet
     total = sum(1 for _ in documents(sources, text_field=text_field, id_field=id_field,
                                      meta_fields=meta_fields, max_words=max_words,
                                      stats=Stats(), quiet=True)) if progress else None

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from contextlib import contextmanager
 from typing import Any
 
 from .errors import EdgevecError
@@ -82,7 +84,8 @@ def cmd_build(args) -> int:
     report = build(args.sources, args.output, model=args.model, text_field=args.text_field,
                    id_field=args.id_field, meta_fields=args.meta_field,
                    max_words=args.max_words, overwrite=args.overwrite,
-                   store_f16=args.f16, quiet=args.quiet)
+                   store_f16=args.f16, quiet=args.quiet,
+                   progress=sys.stderr.isatty() and not args.quiet)
     print(report.summary())
     return 0
 
@@ -252,6 +255,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@contextmanager
+def _warnings_on_stderr():
+    """The library warns through logging.getLogger("edgevec"); while a command runs, the
+    CLI shows those messages as `edgevec: ...` lines on stderr."""
+    log = logging.getLogger("edgevec")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("edgevec: %(message)s"))
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     try:
@@ -259,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     try:
-        return args.fn(args)
+        with _warnings_on_stderr():
+            return args.fn(args)
     except EdgevecError as exc:
         print(f"edgevec: {exc}", file=sys.stderr)
         return 1

@@ -6,8 +6,8 @@ than RAM. Read in batches: memory stays bounded whatever the vocabulary size.
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -123,5 +123,6 @@ def convert(vectors: str, output: str, *, ids_path: str | None = None,
     if idx is None:
         raise InvalidInput(f"{vectors}: no vectors found")
     if skipped:
-        print(f"edgevec: skipped {skipped} duplicate or all-zero vectors", file=sys.stderr)
+        logging.getLogger("edgevec").warning("skipped %d duplicate or all-zero vectors",
+                                             skipped)
     return f"converted {added} vectors into {output} ({os.path.getsize(output) / 1e6:.1f} MB)"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +34,7 @@ class Stats:
     def skip(self, path: str, why: str, quiet: bool = False) -> None:
         self.skipped.append((path, why))
         if not quiet:
-            print(f"edgevec: skipping {path}: {why}", file=sys.stderr)
+            logging.getLogger("edgevec").warning("skipping %s: %s", path, why)
 
 
 def split_passages(text: str, max_words: int = DEFAULT_MAX_WORDS) -> list[str]:

@@ -147,6 +147,27 @@ def test_bad_corpus_inputs_are_counted_not_fatal(tmp_path, minilm):
         assert rec.metadata == {"path": "sub/b.txt", "passage": 0}
 
 
+def test_library_warns_through_logging_and_the_cli_shows_it(tmp_path, minilm, caplog,
+                                                             capfd):
+    """Library code used to print warnings to stderr itself; it logs to the "edgevec"
+    logger now (a progress line only when asked), and the CLI shows them as one-line
+    `edgevec: ...` messages."""
+    import logging
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.md").write_text("Some text about vector search.\n")
+    (folder / "bin.txt").write_bytes(b"\x00\x01\x02")
+    with caplog.at_level(logging.WARNING, logger="edgevec"):
+        build([str(folder)], str(tmp_path / "lib.edgevec"))
+    assert any("skipping" in r.getMessage() and "bin.txt" in r.getMessage()
+               for r in caplog.records if r.name == "edgevec")
+    assert capfd.readouterr().err == ""  # no progress line, no print
+    assert cli.main(["build", str(folder), "-o", str(tmp_path / "cli.edgevec")]) == 0
+    assert "edgevec: skipping" in capfd.readouterr().err
+    assert cli.main(["build", str(folder), "-o", str(tmp_path / "q.edgevec"), "--quiet"]) == 0
+    assert "skipping" not in capfd.readouterr().err
+
+
 def test_opening_a_non_index_or_read_only_for_writing(built, tmp_path):
     other = tmp_path / "x.jsonl"
     other.write_text("{}\n")

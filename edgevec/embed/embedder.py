@@ -255,7 +255,7 @@ class Embedder:
         return self.config.name
 
     def encode(self, texts: Sequence[str] | str, *, batch_size: int = 32,
-               show_progress: bool | None = None) -> np.ndarray:
+               show_progress: bool = False) -> np.ndarray:
         """float32 [n, dim], L2-normalised, in input order. A single str gives [1, dim].
 
         An empty string is embedded like any text (it tokenizes to [CLS] [SEP]); texts
@@ -276,8 +276,7 @@ class Embedder:
         encodings = self._tok.encode_batch(texts)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=n)
         order = np.argsort(lengths, kind="stable")
-        if show_progress is None:
-            show_progress = n >= PROGRESS_MIN_TEXTS and sys.stderr.isatty()
+        show_progress = show_progress and n >= PROGRESS_MIN_TEXTS
         start = time.perf_counter()
         done = 0
         for idx in _batches(order, lengths, batch_size, MAX_BATCH_TOKENS):

