@@ -174,3 +174,18 @@ class ModelMismatch(EdgevecError):
 
 class ModelError(EdgevecError):  # noqa: N818 - named like the other errors
     """A model directory or file is missing, damaged, or does not match its manifest."""
+
+
+def from_os_error(exc: OSError, doing: str, fix: str) -> EdgevecError:
+    """The EdgevecError for an OSError met while `doing` something: permission problems are
+    AccessDenied, a missing file or folder InvalidInput, anything else (a full disk, an I/O
+    error) WriteFailed; the message names the file, the reason and `fix`."""
+    import errno
+    where = f"{exc.filename}: " if exc.filename else ""
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM,
+                                                         errno.EROFS):
+        return AccessDenied(f"{where}permission denied while {doing} ({reason}); {fix}")
+    if isinstance(exc, FileNotFoundError):
+        return InvalidInput(f"{where}no such file or folder while {doing}; {fix}")
+    return WriteFailed(f"{where}{doing} failed ({reason}); {fix}")

@@ -64,8 +64,12 @@ def split_passages(text: str, max_words: int = DEFAULT_MAX_WORDS) -> list[str]:
 
 
 def _read_text(path: str, stats: Stats, quiet: bool) -> str | None:
-    with open(path, "rb") as f:
-        raw = f.read()
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:  # unreadable: counted and skipped like other bad inputs
+        stats.skip(path, f"cannot read it ({exc.strerror})", quiet)
+        return None
     if b"\x00" in raw[:8192]:
         stats.skip(path, "binary file", quiet)
         return None
@@ -118,7 +122,12 @@ def _records(path: str, rows: Iterator[tuple[int, Any]], text_field: str,
 
 
 def _jsonl(path: str, stats: Stats, quiet: bool) -> Iterator[tuple[int, Any]]:
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        stats.skip(path, f"cannot read it ({exc.strerror})", quiet)
+        return
+    with f:
         for n, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
@@ -128,13 +137,31 @@ def _jsonl(path: str, stats: Stats, quiet: bool) -> Iterator[tuple[int, Any]]:
                 stats.skip(f"{path}:{n}", f"not JSON ({str(exc)[:60]})", quiet)
 
 
+# csv refuses fields over 128 KB by default; a passage's text may be longer. The limit is
+# process-wide, so it is raised only while a CSV file is read, then put back.
+CSV_FIELD_LIMIT = 1 << 26
+
+
 def _csv(path: str, stats: Stats, quiet: bool) -> Iterator[tuple[int, Any]]:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            for n, row in enumerate(csv.DictReader(f), 2):
-                yield n, row
+        f = open(path, newline="", encoding="utf-8")
+    except OSError as exc:
+        stats.skip(path, f"cannot read it ({exc.strerror})", quiet)
+        return
+    limit = csv.field_size_limit()
+    reader = csv.DictReader(f)
+    try:
+        csv.field_size_limit(max(limit, CSV_FIELD_LIMIT))
+        for n, row in enumerate(reader, 2):
+            yield n, row
     except UnicodeDecodeError as exc:
         stats.skip(path, f"not UTF-8 (byte {exc.start})", quiet)
+    except csv.Error as exc:  # the rest of a malformed file cannot be read reliably
+        stats.skip(f"{path}:{reader.line_num}", f"malformed CSV ({exc}); the rest of the "
+                   "file is skipped", quiet)
+    finally:
+        csv.field_size_limit(limit)
+        f.close()
 
 
 def documents(sources: Sequence[str], *, text_field: str = "text", id_field: str | None = None,

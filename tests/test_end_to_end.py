@@ -259,3 +259,26 @@ def test_add_texts_from_a_generator(tmp_path, minilm):
         assert ids == ["a", "b"] and idx.get("b").text == "bread baking"
         with pytest.raises(edgevec.InvalidInput, match="single str"):
             idx.add(texts="just one string")
+
+
+def test_csv_long_fields_malformed_files_and_unwritable_outputs(tmp_path, monkeypatch, minilm):
+    """Regression: a CSV cell over csv's 128 KB limit raised _csv.Error out of `edgevec
+    build`, and an output that cannot be created raised an OSError from the
+    staging folder (here: an output below a regular file). Long cells are read, a malformed
+    file is a counted skip, and disk problems are one EdgevecError naming the path."""
+    from edgevec import ingest
+    from edgevec.ingest import Stats, documents
+    big = tmp_path / "big.csv"
+    big.write_text("id,text\nlong," + "word " * 40_000 + "\nshort,a short text\n")
+    stats = Stats()
+    docs = list(documents([str(big)], id_field="id", stats=stats, quiet=True))
+    assert [d.id for d in docs][-1] == "short" and not stats.skipped
+    assert __import__("csv").field_size_limit() == 131072  # put back after reading
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(edgevec.EdgevecError, match="a-file.*writable folder"):
+        build([str(big)], str(tmp_path / "a-file" / "out.edgevec"), id_field="id", quiet=True)
+    assert cli.main(["build", str(big), "-o", str(tmp_path / "a-file" / "o.edgevec")]) == 1
+    monkeypatch.setattr(ingest, "CSV_FIELD_LIMIT", 0)  # as if the cell were over the limit
+    stats = Stats()
+    assert list(documents([str(big)], id_field="id", stats=stats, quiet=True)) == []
+    assert "malformed CSV" in stats.skipped[0][1]
