@@ -245,7 +245,7 @@ class Index:
             self._embedder = Embedder.from_files(
                 files, source=f"{self._path} (stored model)",
                 model_sha256=s.meta["embedder"].get("sha256"))
-            if self._embedder.identity["sha256"] != s.meta["embedder"].get("sha256"):
+            if not self._embedder.same_model(s.meta["embedder"]):
                 from .errors import ModelMismatch
                 raise ModelMismatch(f"{self._path}: the stored model does not match the "
                                     "identity recorded in the header; the file is damaged")
@@ -362,12 +362,14 @@ class Index:
         if stored is None:
             embedder.check_dim(self._s.dim, self._path)
             return
-        if embedder.identity.get("sha256") != stored.get("sha256"):
+        if not embedder.same_model(stored):
             raise ModelMismatch(f"{self._path} was built with model {stored.get('name')} "
-                                f"({stored.get('variant')}, sha256 {stored.get('sha256', '')[:12]}"
-                                f"...); the given embedder is {embedder.name} (sha256 "
-                                f"{embedder.identity.get('sha256', '')[:12]}...). Query with "
-                                "text and the index embeds it with its own model")
+                                f"({stored.get('variant')}, fingerprint "
+                                f"{(stored.get('fingerprint') or stored.get('sha256', ''))[:12]}"
+                                f"...); the given embedder is {embedder.name} (fingerprint "
+                                f"{embedder.identity['fingerprint'][:12]}...: model, tokenizer "
+                                "and pooling together). Query with text and the index embeds it "
+                                "with its own model")
 
     def _segments(self, s: Snapshot, filter: dict | None = None  # noqa: A002
                   ) -> list[S.Segment]:

@@ -484,3 +484,26 @@ def test_building_without_the_onnx_extra_names_it(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match=r"pip install 'edgevec\[models\]'"):
         build_model("minilm-l6", "int8", allow_download=False)
     assert cli.main(["model", "build", "minilm-l6"]) == 1
+
+
+def test_same_weights_with_another_tokenizer_are_another_model(tiny_dir, tmp_path):
+    """Regression: identity was the sha256 of model.onnx alone, so the same weights with a
+    different tokenizer.json passed as the index's model. Files written before the
+    fingerprint (no `fingerprint` in their header) are still compared by sha256."""
+    a = Embedder.load(str(tiny_dir))
+    model, tok, cfg, _ = _tiny_parts(tiny_dir)
+    doc = json.loads(tok)
+    doc["normalizer"]["lowercase"] = False  # "Fast" and "fast" now tokenize differently
+    b = Embedder.from_bytes(model, json.dumps(doc).encode(), cfg)
+    assert a.identity["sha256"] == b.identity["sha256"]
+    assert a.identity["fingerprint"] != b.identity["fingerprint"]
+    with edgevec.Index.create(tmp_path / "t.edgevec", model=a) as idx:
+        idx.add(texts=["fast vector search", "the laptop"])
+        v = b.encode(["Fast laptop"])
+        with pytest.raises(edgevec.ModelMismatch, match="fingerprint"):
+            idx.add(v, embedder=b)
+        with pytest.raises(edgevec.ModelMismatch, match="fingerprint"):
+            idx.search(v[0], embedder=b)
+        assert len(idx.search(a.encode(["laptop"])[0], k=1, embedder=Embedder.load(
+            str(tiny_dir)))) == 1
+    assert b.same_model({"sha256": a.identity["sha256"]})  # an older file: model digest

@@ -139,8 +139,26 @@ class Embedder:
         names = [o.name for o in out]
         self._output = "sentence_embedding" if "sentence_embedding" in names else names[0]
         self._pooled = self._output == "sentence_embedding" or len(out[0].shape) == 2
-        self.identity = {"name": config.name, "dim": config.dim,
-                         "variant": config.variant, "sha256": digest}
+        self.identity = self._identity()
+
+    def _identity(self) -> dict[str, Any]:
+        """What an index records of the model that embeds for it. `sha256` is the ONNX
+        model's; `fingerprint` also covers the tokenizer and the config fields that change
+        vectors (the same weights with another tokenizer.json are another model)."""
+        c = self.config
+        parts = {"model": self._digest, "tokenizer": sha256_bytes(self._tokenizer_json),
+                 "dim": c.dim, "max_tokens": c.max_tokens, "pooling": c.pooling,
+                 "normalize": c.normalize}
+        fingerprint = sha256_bytes(json.dumps(parts, sort_keys=True).encode())
+        return {"name": c.name, "dim": c.dim, "variant": c.variant, "sha256": self._digest,
+                "fingerprint": fingerprint}
+
+    def same_model(self, recorded: dict[str, Any]) -> bool:
+        """Whether `recorded` (an identity an index stored) is this model: by fingerprint,
+        or by the ONNX model's sha256 alone for files written before fingerprints."""
+        if recorded.get("fingerprint"):
+            return recorded["fingerprint"] == self.identity["fingerprint"]
+        return recorded.get("sha256") == self.identity["sha256"]
 
     def _open_session(self, *, prepack: bool):
         try:
@@ -213,7 +231,7 @@ class Embedder:
             probe = emb._run_batch(["dimension probe"], pooling)
             emb.config = ModelConfig(name=os.path.basename(os.path.abspath(path)),
                                      dim=int(probe.shape[1]), pooling=pooling)
-            emb.identity["dim"] = emb.config.dim
+            emb.identity = emb._identity()
         return emb
 
     def files(self) -> dict[str, bytes]:
