@@ -1,6 +1,8 @@
-"""The user-facing `Index`: create or open a .edgevec file, add, delete, get, compact.
+"""The user-facing `Index`: create or open a .edgevec file, add, delete, get, search,
+compact, calibrate.
 
-All validation of user input happens here, before anything is encoded or written.
+User input is checked (with validate.py and the checks of search.py) before anything is
+encoded, written or handed to a kernel.
 """
 
 from __future__ import annotations

@@ -363,8 +363,9 @@ def funnel_search(segments: Sequence[Segment], calibration: np.ndarray, query: n
                   threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One float32 query over segments: (scores float32[k'], global rows int64[k']).
 
-    Per segment: Hamming top-(k*m) -> int8 rescoring of those candidates; then the best
-    k*m... of all segments are rescored with float16 when stored and `rescore_f16`."""
+    Per segment: Hamming top-(k*m) -> int8 rescoring of those candidates; then, when every
+    segment stores float16 vectors and `rescore_f16`, the best 4k candidates by int8 score
+    are rescored exactly with float16."""
     k = check_k(k)
     m = check_k(m, "m")
     qbits = codecs.sign_bits(query[None, :])[0]

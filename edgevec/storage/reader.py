@@ -1,6 +1,6 @@
 """Open one committed state of a .edgevec file: one read-only mmap, zero-copy views.
 
-`open_snapshot` reads the 1536-byte header, picks the newest intact commit slot, reads
+`Snapshot(path)` reads the 1536-byte header, picks the newest intact commit slot, reads
 and validates the JSON directory, and maps the committed bytes. Its cost depends on
 the number of sections, never on the number of rows.
 """
