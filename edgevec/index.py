@@ -36,7 +36,10 @@ from .storage.writer import Pending, Writer, create_file
 
 from .validate import (
     Id,
+    as_list,
+    check_flag,
     check_metadata,
+    check_path,
     check_texts,
     json_dumps,
     normalise,
@@ -94,7 +97,10 @@ class Index:
         embedder = None
         if model is not None:
             from .embed import Embedder
-            embedder = Embedder.load(model) if isinstance(model, str) else model
+            if not isinstance(model, (str, os.PathLike, Embedder)):
+                raise InvalidInput(f"model must be a model name, a model directory or an "
+                                   f"Embedder, got {type(model).__name__} {model!r:.60}")
+            embedder = model if isinstance(model, Embedder) else Embedder.load(model)
             if dim is not None and int(dim) != embedder.dim:
                 raise DimensionMismatch(f"dim={dim} but model {embedder.name} gives "
                                         f"{embedder.dim}-dimensional vectors; omit dim")
@@ -104,7 +110,9 @@ class Index:
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) \
                 or not 1 <= int(dim) <= MAX_DIM:
             raise InvalidInput(f"dim must be an int in [1, {MAX_DIM}], got {dim!r}")
-        if metric not in METRICS:
+        store_f16 = check_flag(store_f16, "store_f16")
+        overwrite = check_flag(overwrite, "overwrite")
+        if not isinstance(metric, str) or metric not in METRICS:
             raise InvalidInput(f"metric must be one of {METRICS}, got {metric!r}")
         user = {} if user_metadata is None else user_metadata
         if not isinstance(user, dict):
@@ -114,7 +122,7 @@ class Index:
                 "codecs": ["binary", "int8"] + (["f16"] if store_f16 else []),
                 "rows": 0, "deleted": 0, "next_auto_id": 0, "fields": {},
                 "rescore_m": None, "embedder": None, "user": user}
-        path = os.fspath(path)
+        path = check_path(path)
         create_file(path, meta, overwrite=overwrite)
         idx = cls.open(path, writable=True, lock_timeout=lock_timeout)
         if embedder is not None:
@@ -139,8 +147,8 @@ class Index:
              lock_timeout: float = 0.0) -> "Index":
         """Open an index file: read-only by default (memory-mapped, O(1) in rows); with
         `writable=True` take the single-writer lock, waiting up to `lock_timeout` s."""
-        path = os.fspath(path)
-        if writable:
+        path = check_path(path)
+        if check_flag(writable, "writable"):
             writer = Writer(path, lock_timeout=lock_timeout)
             return cls(path, writer.snapshot, writer)
         return cls(path, Snapshot(path), None)
@@ -339,8 +347,9 @@ class Index:
         if m is None:
             m = s.meta.get("rescore_m") or DEFAULT_M
         m = S.check_k(m, "m")
+        exact = check_flag(exact, "exact")
         if min_score is not None and (isinstance(min_score, bool) or not isinstance(
-                min_score, (int, float)) or not np.isfinite(min_score)):
+                min_score, (int, float)) or abs(min_score) > 1e300 or min_score != min_score):
             raise InvalidInput(f"min_score must be a finite number, got {min_score!r}")
         segments = self._segments(s, filter)
         out = []
@@ -359,7 +368,11 @@ class Index:
         return out[0] if single else BatchResults(tuple(out))
 
     def _check_embedder(self, embedder) -> None:
+        from .embed import Embedder
         from .errors import ModelMismatch
+        if not isinstance(embedder, Embedder):
+            raise InvalidInput(f"embedder must be an edgevec.Embedder, got "
+                               f"{type(embedder).__name__}")
         stored = self._s.meta.get("embedder")
         if stored is None:
             embedder.check_dim(self._s.dim, self._path)
@@ -619,7 +632,7 @@ class Index:
             return list(range(next_auto, next_auto + n)), "int", next_auto + n
         if isinstance(ids, (str, bytes)):
             raise InvalidInput("ids must be a sequence of ids, not a single str")
-        ids = list(ids.tolist() if isinstance(ids, np.ndarray) else ids)
+        ids = as_list(ids, "ids")
         if len(ids) != n:
             raise InvalidInput(f"got {len(ids)} ids for {n} vectors; give one id per row")
         out = []
@@ -688,7 +701,7 @@ def open(path: str | os.PathLike, *, writable: bool = False,  # noqa: A001 - pub
 
 def info(path: str | os.PathLike) -> dict[str, Any]:
     """Header and directory facts of an index file, without touching its rows."""
-    s = Snapshot(os.fspath(path))
+    s = Snapshot(check_path(path))
     try:
         return _info(s)
     finally:
@@ -697,7 +710,7 @@ def info(path: str | os.PathLike) -> dict[str, Any]:
 
 def verify(path: str | os.PathLike) -> dict[str, Any]:
     """Check every checksum and structural rule of an index file; raises FormatError."""
-    s = Snapshot(os.fspath(path))
+    s = Snapshot(check_path(path))
     try:
         return s.verify()
     finally:

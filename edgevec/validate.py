@@ -12,10 +12,30 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInput
+from .paths import check_path  # noqa: F401 - re-exported: every argument check in one place
 from .storage.columns import check_field_name
 
 Id = int | str
 MAX_ID_BYTES = 4096
+
+
+def check_flag(value: Any, what: str) -> bool:
+    """A yes/no option: True/False (NumPy's too) or 0/1."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer))
+                                               and value in (0, 1)):
+        return bool(value)
+    raise InvalidInput(f"{what} must be True or False, got {value!r:.60}")
+
+
+def as_list(values: Any, what: str) -> list:
+    """list(values) for any iterable; an InvalidInput naming `what` otherwise."""
+    if isinstance(values, np.ndarray):
+        return values.tolist()
+    try:
+        return list(values)
+    except TypeError:
+        raise InvalidInput(f"{what} must be a sequence, got {type(values).__name__} "
+                           f"{values!r:.60}") from None
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -53,7 +73,7 @@ def check_texts(texts: Any, n: int) -> list[str] | None:
         return None
     if isinstance(texts, str):
         raise InvalidInput("texts must be a sequence of str, not a single str")
-    texts = list(texts)
+    texts = as_list(texts, "texts")
     if len(texts) != n:
         raise InvalidInput(f"got {len(texts)} texts for {n} rows; give one text per row")
     for i, t in enumerate(texts):
@@ -71,7 +91,7 @@ def check_metadata(metadata: Any, n: int) -> list[dict | None] | None:
         return None
     if isinstance(metadata, dict):
         raise InvalidInput("metadata must be a sequence of dicts (one per row), not one dict")
-    metadata = list(metadata)
+    metadata = as_list(metadata, "metadata")
     if len(metadata) != n:
         raise InvalidInput(f"got {len(metadata)} metadata entries for {n} rows")
     for i, m in enumerate(metadata):

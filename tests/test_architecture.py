@@ -1,6 +1,6 @@
 """The package's imports point only downward through its layers, and never in a circle.
 
-Layers, bottom up (shared/DESIGN.md): errors; kernels; codecs; storage; embed; the planner
+Layers, bottom up (shared/DESIGN.md): errors and paths; kernels; codecs; storage; embed; the planner
 (search, filters, validate, results, cpu); index; the package facade; the app (cli, build,
 ingest, convert, corpus, demo). Every import counts, also those inside functions: a lazy
 import still ties the modules together (embedder <-> models was one such circle).
@@ -12,7 +12,7 @@ import ast
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAYERS = [("edgevec.errors", 0), ("edgevec.kernels", 1), ("edgevec.codecs", 2),
+LAYERS = [("edgevec.errors", 0), ("edgevec.paths", 0), ("edgevec.kernels", 1), ("edgevec.codecs", 2),
           ("edgevec.storage", 3), ("edgevec.embed", 4), ("edgevec.search", 5),
           ("edgevec.filters", 5), ("edgevec.validate", 5), ("edgevec.results", 5),
           ("edgevec.cpu", 5), ("edgevec.index", 6), ("edgevec", 7), ("edgevec.cli", 8),

@@ -186,6 +186,8 @@ class Embedder:
         """A built model by name (from edgevec's model cache) or any model directory with
         model.onnx + tokenizer.json (+ edgevec-model.json or a sentence-transformers
         1_Pooling/config.json). Never downloads anything."""
+        from ..paths import check_path
+        name_or_dir = check_path(name_or_dir, "model name or directory")
         if os.path.isdir(name_or_dir):
             return cls.from_directory(name_or_dir, threads=threads, verify=verify)
         from .models import model_dir
