@@ -47,6 +47,10 @@ from .validate import (
 )
 DEFAULT_M = 10  # rescoring depth when the file has no calibrated one
 CALIBRATE_MIN_ROWS = 1000
+# From this many queries on, a batch's Hamming stage runs through the batch kernel (each
+# code word loaded once for all queries); fewer go one by one (and may use NumPy scans in
+# a new process, see search.ScanEngine).
+BATCH_MIN_QUERIES = 4
 
 
 @dataclass(frozen=True)
@@ -352,9 +356,16 @@ class Index:
                 min_score, (int, float)) or abs(min_score) > 1e300 or min_score != min_score):
             raise InvalidInput(f"min_score must be a finite number, got {min_score!r}")
         segments = self._segments(s, filter)
+        if segments and not exact and len(q) >= BATCH_MIN_QUERIES:
+            found = S.funnel_search_batch(segments, s.calibration(), q, k, m=m,
+                                          rescore_f16=rescore_f16, threads=threads)
+        else:
+            found = [None] * len(q)
         out = []
-        for qi in q:
-            if not segments:
+        for qi, done in zip(q, found):
+            if done is not None:
+                scores, rows = done
+            elif not segments:
                 scores, rows = np.zeros(0, np.float32), np.zeros(0, np.int64)
             elif exact:
                 scores, rows = self._exact(segments, s, qi, k, threads)

@@ -370,14 +370,43 @@ def funnel_search(segments: Sequence[Segment], calibration: np.ndarray, query: n
     m = check_k(m, "m")
     qbits = codecs.sign_bits(query[None, :])[0]
     qq = quantize_query(query, calibration)
-    all_scores, all_rows, all_seg = [], [], []
+    found = []
     for si, seg in enumerate(segments):
-        if len(seg.binary) == 0:
-            continue
-        _, cand = hamming_topk(seg.binary, qbits, k * m, allow=seg.allow, threads=threads)
+        if len(seg.binary):
+            _, cand = hamming_topk(seg.binary, qbits, k * m, allow=seg.allow, threads=threads)
+            found.append((si, cand))
+    return _funnel_finish(segments, query, qq, found, k, rescore_f16)
+
+
+def funnel_search_batch(segments: Sequence[Segment], calibration: np.ndarray,
+                        queries: np.ndarray, k: int, *, m: int = 10, rescore_f16: bool = True,
+                        threads: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """float32 queries [nq, d] over segments: for each, what funnel_search returns (the
+    same rows in the same order), with the Hamming stage of all queries done in one pass
+    of the batch kernel per segment, which loads each code word once for every query."""
+    k = check_k(k)
+    m = check_k(m, "m")
+    qbits = codecs.sign_bits(queries)
+    found: list[list] = [[] for _ in range(len(queries))]
+    for si, seg in enumerate(segments):
+        if len(seg.binary) and len(queries):
+            _, cand = hamming_topk_batch(seg.binary, qbits, k * m, allow=seg.allow,
+                                         threads=threads)
+            for i in range(len(queries)):
+                found[i].append((si, cand[i]))
+    return [_funnel_finish(segments, q, quantize_query(q, calibration), f, k, rescore_f16)
+            for q, f in zip(queries, found)]
+
+
+def _funnel_finish(segments: Sequence[Segment], query: np.ndarray, qq: QuantQuery,
+                   found: list, k: int, rescore_f16: bool) -> tuple[np.ndarray, np.ndarray]:
+    """From each segment's Hamming candidates [(segment, local rows)] to the k best rows
+    of one query: int8 rescoring, then float16 for the best 4k when stored."""
+    all_scores, all_rows, all_seg = [], [], []
+    for si, cand in found:
         if len(cand) == 0:
             continue
-        all_scores.append(dot_i8_rescore(seg.int8, qq, cand))
+        all_scores.append(dot_i8_rescore(segments[si].int8, qq, cand))
         all_rows.append(cand)
         all_seg.append(np.full(len(cand), si, dtype=np.int64))
     if not all_rows:

@@ -125,3 +125,22 @@ def test_calibrate_stores_the_rescoring_depth(built, tmp_path):
         assert idx.info()["rescore_m"] == report["m"]
         with pytest.raises(edgevec.ReadOnlyError):
             idx.calibrate()
+
+
+@pytest.mark.parametrize("store_f16", [False, True])
+def test_a_batch_through_the_batch_kernel_equals_one_query_at_a_time(tmp_path, store_f16):
+    """Index.search(batch) runs the Hamming stage of all queries in one pass of the batch
+    kernel (it looped over single-query scans, so the batch kernel had no caller); every
+    query must get the same rows and scores as when searched alone."""
+    from test_funnel_recall import embedding_like
+    x = embedding_like(3000, seed=4)
+    with edgevec.Index.create(tmp_path / "b.edgevec", dim=x.shape[1], store_f16=store_f16) as idx:
+        for a in range(0, 3000, 1000):  # three segments
+            idx.add(x[a:a + 1000], metadata=[{"odd": i % 2} for i in range(a, a + 1000)])
+        idx.delete(list(range(0, 3000, 7)))
+        q = x[5:17] + 0.05 * np.random.default_rng(1).normal(size=(12, x.shape[1]))
+        for kwargs in ({}, {"filter": {"odd": 1}}, {"m": 3, "min_score": 0.5}):
+            batch = idx.search(q, k=7, **kwargs)
+            assert len(batch) == 12
+            for i, one in enumerate(batch):
+                assert one == idx.search(q[i], k=7, **kwargs), (kwargs, i)
