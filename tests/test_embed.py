@@ -365,6 +365,11 @@ def test_a_damaged_or_unwritable_cache_is_never_needed(tiny_dir, tmp_path, monke
         f.write(b"damaged")
     np.testing.assert_array_equal(Embedder(model, tok, cfg).encode(["query"]), want)
     Embedder(lambda: 1 / 0, tok, cfg, model_sha256=digest)  # rebuilt: a hit again
+    with open(os.path.join(optimized_dir(digest), GRAPH_FILE), "wb") as f:
+        f.write(b"damaged")  # again, and this time the model is read lazily (an index)
+    np.testing.assert_array_equal(
+        Embedder(lambda: model, tok, cfg, model_sha256=digest).encode(["query"]), want)
+    Embedder(lambda: 1 / 0, tok, cfg, model_sha256=digest)  # the lazy path rebuilt it too
     (tmp_path / "file").write_text("not a directory")
     monkeypatch.setenv("EDGEVEC_MODELS_DIR", str(tmp_path / "file"))
     np.testing.assert_array_equal(Embedder(model, tok, cfg).encode(["query"]), want)

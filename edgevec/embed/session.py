@@ -69,24 +69,23 @@ def create_session(model_bytes, sha256: str, *, threads: int | None = None,
     opens in ~15 ms instead of ~85 ms (MiniLM) and each run is ~6 ms slower. Raises what
     onnxruntime raises for a model it cannot load."""
     import onnxruntime as ort
-    if callable(model_bytes) and not (use_cache and os.path.exists(
-            os.path.join(optimized_dir(sha256), GRAPH_FILE))):
-        model_bytes = model_bytes()
-    if not use_cache:
-        return ort.InferenceSession(model_bytes, _options(
-            ort, threads, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, prepack),
-            providers=["CPUExecutionProvider"])
     final = optimized_dir(sha256)
     graph = os.path.join(final, GRAPH_FILE)
-    if os.path.exists(graph):
+    if use_cache and os.path.exists(graph):
         try:
             return ort.InferenceSession(graph, _options(
                 ort, threads, ort.GraphOptimizationLevel.ORT_DISABLE_ALL, prepack),
                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - a damaged cache entry: rebuild it
             _log().warning("optimised model cache %s is unreadable (%s); rebuilding it",
-                        final, str(exc)[:120])
+                           final, str(exc)[:120])
             shutil.rmtree(final, ignore_errors=True)
+    if callable(model_bytes):  # the cache lacks it: now the model itself is needed
+        model_bytes = model_bytes()
+    if not use_cache:
+        return ort.InferenceSession(model_bytes, _options(
+            ort, threads, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, prepack),
+            providers=["CPUExecutionProvider"])
     try:
         parent = os.path.dirname(final)
         os.makedirs(parent, exist_ok=True)
