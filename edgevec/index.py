@@ -45,7 +45,6 @@ from .validate import (
     normalise,
     normalise_id,
 )
-DEFAULT_M = 10  # rescoring depth when the file has no calibrated one
 CALIBRATE_MIN_ROWS = 1000
 # From this many queries on, a batch's Hamming stage runs through the batch kernel (each
 # code word loaded once for all queries); fewer go one by one (and may use NumPy scans in
@@ -349,7 +348,7 @@ class Index:
         if s.meta["metric"] == "cosine":
             q = normalise(q)
         if m is None:
-            m = s.meta.get("rescore_m") or DEFAULT_M
+            m = s.meta.get("rescore_m") or S.DEFAULT_M
         m = S.check_k(m, "m")
         exact = check_flag(exact, "exact")
         if min_score is not None and (isinstance(min_score, bool) or not isinstance(
@@ -505,7 +504,7 @@ class Index:
         if s.meta.get("rescore_m") is None and n >= CALIBRATE_MIN_ROWS:
             m, _ = S.choose_m(x, k=10, target=0.95, sample=100, calibration=calibration,
                               codes=(binary, int8))
-            meta_update["rescore_m"] = m or S.DEFAULT_M_CANDIDATES[-1]
+            meta_update["rescore_m"] = S.depth_to_store(m)
         columns: list = []
         meta_json = None
         if meta_list is not None:
@@ -583,7 +582,7 @@ class Index:
                              codecs.dequantize_int8(s.segment_array("int8", int(g))[local], cal))
         m, recalls = S.choose_m(vectors, k=k, target=target, sample=queries, seed=seed,
                                 calibration=cal)
-        chosen = m or S.DEFAULT_M_CANDIDATES[-1]
+        chosen = S.depth_to_store(m)
         w.commit([], segment_rows=None, meta={"rescore_m": chosen})
         return {"m": chosen, "reached": m is not None, "recall_by_m": recalls,
                 "sample_rows": len(rows)}

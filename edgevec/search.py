@@ -25,6 +25,13 @@ from .errors import DimensionMismatch, InvalidInput
 
 MAX_ROWS_PER_CALL = 2**31 - 1
 DEFAULT_M_CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50, 64)
+DEFAULT_M = 10  # the funnel's depth for an index that has no measured one
+
+
+def depth_to_store(m: int | None, candidates: Sequence[int] = DEFAULT_M_CANDIDATES) -> int:
+    """What a calibration stores: the smallest m that reached its target, else the deepest
+    m it measured (the best it saw; not DEFAULT_M, which is for indexes never measured)."""
+    return m if m is not None else max(candidates)
 _NO_MASK = np.zeros(0, dtype=np.uint8)
 _NO_MASK.flags.writeable = False
 

@@ -81,3 +81,13 @@ def test_funnel_respects_masks(data):
                          allow=allow)
     s, r = search.funnel_search([seg], cal, data[5], 10, m=1, rescore_f16=False)
     assert len(r) == 10 and all(row % 1000 == 0 for row in r)
+
+
+def test_one_default_depth_and_what_a_calibration_stores():
+    """An index never measured searches with DEFAULT_M; a calibration stores the smallest
+    m that reached its target, else the deepest it measured (the two fallbacks were
+    written out separately in add() and calibrate())."""
+    assert search.DEFAULT_M == 10
+    assert search.depth_to_store(12) == 12
+    assert search.depth_to_store(None) == max(search.DEFAULT_M_CANDIDATES)
+    assert search.depth_to_store(None, (1, 2, 7)) == 7
