@@ -10,7 +10,6 @@ a kill leaves at most one partial chunk, which is discarded.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexExists, InvalidInput, from_os_error
+from .errors import IndexExists, InvalidInput, os_errors_as_edgevec_errors
 from .ingest import DEFAULT_MAX_WORDS, Stats, documents
 
 CHUNK_DOCS = 512
@@ -97,21 +96,10 @@ def _complete_chunks(staging: str) -> list[str]:
     return out
 
 
-def _os_errors_as_edgevec_errors(fn):
-    """Staging, reading staged chunks and the final rename touch the disk outside the
-    index writer: their OSErrors become EdgevecErrors naming the path and the fix."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except OSError as exc:
-            raise from_os_error(exc, "building an index", "choose an output in a writable "
-                                "folder with free space and run the same command again: the "
-                                "build resumes from what it staged") from None
-    return wrapper
-
-
-@_os_errors_as_edgevec_errors
+# staging, reading staged chunks and the final rename touch the disk outside the writer
+@os_errors_as_edgevec_errors(
+    "building an index", "choose an output in a writable folder with free space and run the "
+    "same command again: the build resumes from what it staged")
 def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
           text_field: str = "text", id_field: str | None = None,
           meta_fields: Sequence[str] | None = None, max_words: int = DEFAULT_MAX_WORDS,

@@ -189,3 +189,20 @@ def from_os_error(exc: OSError, doing: str, fix: str) -> EdgevecError:
     if isinstance(exc, FileNotFoundError):
         return InvalidInput(f"{where}no such file or folder while {doing}; {fix}")
     return WriteFailed(f"{where}{doing} failed ({reason}); {fix}")
+
+
+def os_errors_as_edgevec_errors(doing: str, fix: str):
+    """Decorator: an OSError escaping the function becomes `from_os_error(exc, doing,
+    fix)`. For functions whose disk work happens outside the index writer (a build's
+    staging, the model cache). The wrapped function keeps its signature."""
+    import functools
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except OSError as exc:
+                raise from_os_error(exc, doing, fix) from None
+        return wrapper
+    return decorate

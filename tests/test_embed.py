@@ -491,6 +491,18 @@ def test_building_without_the_onnx_extra_names_it(tmp_path, monkeypatch):
     assert cli.main(["model", "build", "minilm-l6"]) == 1
 
 
+def test_an_unusable_model_cache_is_one_clear_error(tmp_path, monkeypatch):
+    """Regression: `edgevec model build` with EDGEVEC_MODELS_DIR below a regular file died
+    with NotADirectoryError from os.makedirs."""
+    from edgevec import cli
+    from edgevec.embed import build_model
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setenv("EDGEVEC_MODELS_DIR", str(tmp_path / "a-file" / "cache"))
+    with pytest.raises(edgevec.EdgevecError, match="a-file.*EDGEVEC_MODELS_DIR"):
+        build_model("minilm-l6", "int8", allow_download=False)
+    assert cli.main(["model", "build", "minilm-l6"]) == 1
+
+
 def test_same_weights_with_another_tokenizer_are_another_model(tiny_dir, tmp_path):
     """Regression: identity was the sha256 of model.onnx alone, so the same weights with a
     different tokenizer.json passed as the index's model. Files written before the

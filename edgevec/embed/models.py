@@ -26,7 +26,7 @@ import tempfile
 import zipfile
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import ModelError, os_errors_as_edgevec_errors
 from .config import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, ModelConfig
 from .session import cache_root
 
@@ -166,6 +166,9 @@ def fixed_tokenizer(raw: bytes, max_tokens: int) -> bytes:
 # --- building ------------------------------------------------------------------------------
 
 
+@os_errors_as_edgevec_errors(
+    "building a model into the model cache", "set EDGEVEC_MODELS_DIR to a writable folder "
+    "with ~150 MB free, or free space there")
 def build_model(name: str = "minilm-l6", variant: str | None = None, *,
                 weights_dir: str | None = None, force: bool = False,
                 allow_download: bool = True) -> str:
