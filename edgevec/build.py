@@ -10,6 +10,7 @@ a kill leaves at most one partial chunk, which is discarded.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -57,11 +58,25 @@ def _write_atomic(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _check_space(folder: str, needed: int) -> None:
+    """mmap-ninja writes the vectors through a memory map, and a mapped page the file
+    system cannot back kills the process with SIGBUS (found on a full tmpfs), instead of
+    an ENOSPC: refuse to stage a chunk that does not fit. (Another process filling the
+    disk between this check and the write can still cause it.)"""
+    st = os.statvfs(folder)
+    free = st.f_bavail * st.f_frsize
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"staging a chunk needs {needed:,} bytes and "
+                      f"{free:,} are free", folder)
+
+
 def _stage_chunk(folder: str, vectors: np.ndarray, docs: list) -> None:
     from mmap_ninja import numpy as ninja_np
     from mmap_ninja.string import StringsMmap
     tmp = folder + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
+    strings = sum(len(d.text) * 4 + len(str(d.id)) * 4 + 256 for d in docs)  # UTF-8 bound
+    _check_space(os.path.dirname(folder), vectors.nbytes + strings + (1 << 16))
     os.makedirs(tmp)
     ninja_np.from_ndarray(os.path.join(tmp, "vectors"), vectors)
     StringsMmap.from_strings(os.path.join(tmp, "ids"), [d.id for d in docs])

@@ -127,3 +127,32 @@ def test_every_cli_command_answers_with_an_exit_code(index, tmp_path):
         elif code == 1 and "Traceback" in err.getvalue():
             leaks.append(f"{case}: traceback on stderr")
     assert not leaks, "\n".join(leaks)
+
+
+@pytest.mark.slow
+def test_cli_on_a_full_disk_and_a_read_only_folder(tmp_path, minilm):
+    """Regression: `edgevec build` on a full disk died of SIGBUS (the staged vectors are
+    written through a memory map). build and convert on a full disk, build on a read-only
+    mount: exit 1 with one `edgevec:` line, never a traceback or a crash."""
+    import subprocess
+    from test_durability import _tmpfs
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(f'{{"id": "d{i}", "text": "passage {i} {"word " * 40}"}}\n'
+                              for i in range(300)))
+    vectors = tmp_path / "v.txt"
+    vectors.write_text("".join(f"w{i} " + " ".join(str((i * j) % 7 - 3) for j in range(64))
+                               + "\n" for i in range(3000)))
+
+    def run(*argv) -> tuple[int, str]:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = cli.main([str(a) for a in argv])
+        return code, err.getvalue()
+    with _tmpfs(tmp_path, "300k") as mnt:
+        for argv in (["build", corpus, "-o", f"{mnt}/b.edgevec", "--quiet"],
+                     ["convert", vectors, "-o", f"{mnt}/c.edgevec"]):
+            code, err = run(*argv)
+            assert code == 1 and err.startswith("edgevec: ") and "Traceback" not in err, err
+        subprocess.run(["mount", "-o", "remount,ro", mnt], check=True)
+        code, err = run("build", corpus, "-o", f"{mnt}/r.edgevec", "--quiet")
+        assert code == 1 and ("permission denied" in err or "read-only" in err.lower()), err
