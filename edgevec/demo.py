@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     index = os.path.join(args.workdir, "stdlib.edgevec")
     report = build([corpus], index, id_field="id", overwrite=True, quiet=True,
+                   progress=sys.stderr.isatty(),  # minutes of embedding on a slow laptop
                    user_metadata={"corpus": "python stdlib docstrings"})
     print(report.summary())
 
