@@ -176,12 +176,14 @@ class ModelError(EdgevecError):  # noqa: N818 - named like the other errors
     """A model directory or file is missing, damaged, or does not match its manifest."""
 
 
-def from_os_error(exc: OSError, doing: str, fix: str) -> EdgevecError:
+def from_os_error(exc: OSError, doing: str, fix: str, path=None) -> EdgevecError:
     """The EdgevecError for an OSError met while `doing` something: permission problems are
     AccessDenied, a missing file or folder InvalidInput, anything else (a full disk, an I/O
-    error) WriteFailed; the message names the file, the reason and `fix`."""
+    error) WriteFailed; the message names the file (`path`, else the error's), the reason
+    and `fix`."""
     import errno
-    where = f"{exc.filename}: " if exc.filename else ""
+    name = os.fspath(path) if path is not None else exc.filename
+    where = f"{name}: " if name else ""
     reason = exc.strerror or str(exc)
     if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM,
                                                          errno.EROFS):

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import (
-    AccessDenied,
     ChecksumMismatch,
     EdgevecError,
     FormatError,
@@ -27,6 +26,7 @@ from ..errors import (
     NotAnEdgevecFile,
     SectionOutOfBounds,
     TruncatedFile,
+    from_os_error,
 )
 from .directory import Directory, Section, parse_directory, words_for
 from .layout import (
@@ -54,11 +54,8 @@ def os_error(exc: OSError, path, action: str) -> EdgevecError:
                              "edgevec.Index.create")
     if isinstance(exc, IsADirectoryError) or exc.errno == errno.EISDIR:
         return NotAnEdgevecFile(f"is a directory, not an edgevec file ({action})", path=p)
-    if isinstance(exc, PermissionError) or exc.errno in (errno.EROFS, errno.EACCES):
-        return AccessDenied(f"{p}: permission denied while {action} ({exc.strerror}); "
-                            "choose a writable location or open read-only")
-    from ..errors import WriteFailed
-    return WriteFailed(f"{p}: {action} failed: {exc.strerror or exc}")
+    return from_os_error(exc, action, "choose a writable location with free space, or open "
+                         "read-only", path=p)
 
 
 def pread_exact(fd: int, n: int, offset: int) -> bytes:
