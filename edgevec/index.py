@@ -528,14 +528,7 @@ class Index:
         s = w.snapshot
         if isinstance(ids, (str, int, np.integer)):  # one id (np.int64(3) was a TypeError)
             ids = [ids]
-        elif isinstance(ids, np.ndarray):
-            ids = ids.tolist()
-        try:
-            ids = list(ids)
-        except TypeError:
-            raise InvalidInput(f"ids must be an id or an iterable of ids, got "
-                               f"{type(ids).__name__}") from None
-        wanted = list(dict.fromkeys(self._check_one_id(i) for i in ids))
+        wanted = list(dict.fromkeys(self._check_one_id(i) for i in as_list(ids, "ids")))
         if not wanted:
             return 0
         rows = s.find_many(wanted, id_keys(wanted, s.meta["id_type"]))

@@ -63,13 +63,22 @@ def split_passages(text: str, max_words: int = DEFAULT_MAX_WORDS) -> list[str]:
     return out
 
 
-def _read_text(path: str, stats: Stats, quiet: bool) -> str | None:
+def _open(path: str, stats: Stats, quiet: bool, **kwargs):
+    """open(path, **kwargs), or None: an unreadable file is counted and skipped like any
+    other bad input."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:  # unreadable: counted and skipped like other bad inputs
+        return open(path, **kwargs)
+    except OSError as exc:
         stats.skip(path, f"cannot read it ({exc.strerror})", quiet)
         return None
+
+
+def _read_text(path: str, stats: Stats, quiet: bool) -> str | None:
+    f = _open(path, stats, quiet, mode="rb")
+    if f is None:
+        return None
+    with f:
+        raw = f.read()
     if b"\x00" in raw[:8192]:
         stats.skip(path, "binary file", quiet)
         return None
@@ -122,10 +131,8 @@ def _records(path: str, rows: Iterator[tuple[int, Any]], text_field: str,
 
 
 def _jsonl(path: str, stats: Stats, quiet: bool) -> Iterator[tuple[int, Any]]:
-    try:
-        f = open(path, "rb")
-    except OSError as exc:
-        stats.skip(path, f"cannot read it ({exc.strerror})", quiet)
+    f = _open(path, stats, quiet, mode="rb")
+    if f is None:
         return
     with f:
         for n, raw in enumerate(f, 1):
@@ -143,10 +150,8 @@ CSV_FIELD_LIMIT = 1 << 26
 
 
 def _csv(path: str, stats: Stats, quiet: bool) -> Iterator[tuple[int, Any]]:
-    try:
-        f = open(path, newline="", encoding="utf-8")
-    except OSError as exc:
-        stats.skip(path, f"cannot read it ({exc.strerror})", quiet)
+    f = _open(path, stats, quiet, newline="", encoding="utf-8")
+    if f is None:
         return
     limit = csv.field_size_limit()
     reader = csv.DictReader(f)

