@@ -17,8 +17,8 @@ import time
 import numpy as np
 import pytest
 
-from edgevec import codecs, search
-from edgevec.search import Segment
+from edgevec import codecs, funnel, search
+from edgevec.funnel import Segment
 
 faiss = pytest.importorskip("faiss")
 N = 1_000_000
@@ -199,18 +199,18 @@ def test_funnel_vs_numpy_brute_force(benchmark):
         top = np.argpartition(-s, k)[:k]
         return top[np.argsort(-s[top])]
     med = interleaved({"numpy": brute,
-                       "funnel": lambda: search.funnel_search([seg], cal, q, k, m=m,
+                       "funnel": lambda: funnel.funnel_search([seg], cal, q, k, m=m,
                                                               rescore_f16=False, threads=2)},
                       rounds=9)
     numpy_s, total = med["numpy"], med["funnel"]
-    benchmark.pedantic(lambda: search.funnel_search([seg], cal, q, k, m=m, rescore_f16=False,
+    benchmark.pedantic(lambda: funnel.funnel_search([seg], cal, q, k, m=m, rescore_f16=False,
                                                     threads=2), rounds=ROUNDS, warmup_rounds=1)
     # the rescoring stage alone, on the candidates the Hamming stage produced
     qbits = codecs.sign_bits(q[None, :])[0]
     _, cand = search.hamming_topk(seg.binary, qbits, k * m, threads=2)
     qq = search.quantize_query(q, cal)
     rescore = median_s(lambda: search.dot_i8_rescore(seg.int8, qq, cand))
-    s, r = search.funnel_search([seg], cal, q, k, m=m, rescore_f16=False, threads=2)
+    s, r = funnel.funnel_search([seg], cal, q, k, m=m, rescore_f16=False, threads=2)
     # checked after timing: the funnel's answer is, by definition, the top-k by int8 score
     # of the top-(k*m) by Hamming distance (NumPy reference)
     from edgevec.kernels import reference as ref
@@ -236,12 +236,12 @@ def test_funnel_vs_numpy_brute_force(benchmark):
 COMPILE = """
 import time, numpy as np
 t0 = time.perf_counter()
-from edgevec import codecs, search
+from edgevec import codecs, funnel, search
 x = np.random.default_rng(0).normal(size=(1000, 384)).astype(np.float32)
 cal = codecs.calibrate_int8(x)
-seg = search.Segment(codecs.sign_bits(x), codecs.quantize_int8(x, cal), None)
+seg = funnel.Segment(codecs.sign_bits(x), codecs.quantize_int8(x, cal), None)
 t1 = time.perf_counter()
-search.funnel_search([seg], cal, x[0], 10, m=10, rescore_f16=False)
+funnel.funnel_search([seg], cal, x[0], 10, m=10, rescore_f16=False)
 search.hamming_topk_batch(seg.binary, seg.binary[:4], 10)
 search.dot_i8_topk(seg.int8, search.quantize_query(x[0], cal), 10)
 print(time.perf_counter() - t1)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .errors import IndexExists, InvalidInput, os_errors_as_edgevec_errors
+from .fileio import write_file
 from .ingest import DEFAULT_MAX_WORDS, Stats, documents
 
 CHUNK_DOCS = 512
@@ -47,15 +48,6 @@ class BuildReport:
                 f"skipped, {self.bytes / 1e6:.1f} MB, {total:.1f} s ({rate:,.0f} passages/s; "
                 f"embedding {self.seconds_embedding:.1f} s, writing "
                 f"{self.seconds_writing:.1f} s)")
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _check_space(folder: str, needed: int) -> None:
@@ -83,7 +75,7 @@ def _stage_chunk(folder: str, vectors: np.ndarray, docs: list) -> None:
     StringsMmap.from_strings(os.path.join(tmp, "texts"), [d.text for d in docs])
     StringsMmap.from_strings(os.path.join(tmp, "meta"), [
         json.dumps(d.metadata, ensure_ascii=False, sort_keys=True) for d in docs])
-    _write_atomic(os.path.join(tmp, "done"), str(len(docs)).encode())
+    write_file(os.path.join(tmp, "done"), str(len(docs)).encode())
     os.replace(tmp, folder)
 
 
@@ -145,7 +137,7 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
         raise IndexExists(f"{output} already exists; pass --overwrite to rebuild it")
     os.makedirs(staging, exist_ok=True)
     if not os.path.exists(job_path):
-        _write_atomic(job_path, json.dumps(job).encode())
+        write_file(job_path, json.dumps(job).encode())
 
     emb = Embedder.load(model)
     stats = Stats()

@@ -19,7 +19,6 @@ import numpy as np
 
 from .errors import InvalidInput
 from .storage.reader import Snapshot
-from .storage.strings import StringTable
 
 OPS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists")
 RANGE = ("$gt", "$gte", "$lt", "$lte")
@@ -92,51 +91,34 @@ def validate(node: Any, fields: dict[str, str]) -> None:
 class _SegmentColumns:
     def __init__(self, snap: Snapshot, seg: int) -> None:
         self.snap, self.seg = snap, seg
-        self.n = snap.directory.segments[seg].rows
+        self.n = snap.segments[seg].rows
         self._dicts: dict[str, dict[str, int]] = {}
 
-    def column(self, field: str):
-        key = (self.seg, field)
-        parts = self.snap.directory.columns.get(key)
-        if parts is None:
-            return None, None
-        return self.snap.directory.column_types[key], parts
-
-    def present(self, field: str) -> np.ndarray:
-        ctype, parts = self.column(field)
-        if ctype is None:
-            return np.zeros(self.n, bool)
-        if ctype == "str":
-            return self.snap.array(parts["codes"]) >= 0
-        return self.snap.array(parts["valid"]).astype(bool)
-
-    def codes_of(self, field: str, parts) -> dict[str, int]:
+    def codes_of(self, field: str, col) -> dict[str, int]:
         if field not in self._dicts:
-            t = StringTable(self.snap.array(parts["dict.offsets"]),
-                            self.snap.array(parts["dict.bytes"]), path=self.snap.path,
-                            where=parts["dict.offsets"].offset)
-            self._dicts[field] = {s: i for i, s in enumerate(t.all())}
+            self._dicts[field] = {s: i for i, s in enumerate(col.dictionary().all())}
         return self._dicts[field]
 
     def compare(self, field: str, op: str, value: Any) -> np.ndarray:
-        ctype, parts = self.column(field)
-        if ctype is None:
-            return np.zeros(self.n, bool)
-        if op == "$exists":
-            return self.present(field) if value else ~self.present(field)
-        if op in ("$ne", "$nin"):
+        if op in ("$ne", "$nin"):  # rows without a value match, in every segment
             return ~self.compare(field, "$eq" if op == "$ne" else "$in", value)
-        if ctype == "str":
-            codes = self.snap.array(parts["codes"])
-            lookup = self.codes_of(field, parts)
+        col = self.snap.column(self.seg, field)
+        if op == "$exists":
+            present = col.present() if col is not None else np.zeros(self.n, bool)
+            return present if value else ~present
+        if col is None:
+            return np.zeros(self.n, bool)
+        if col.ctype == "str":
+            codes = col.array("codes")
+            lookup = self.codes_of(field, col)
             wanted = [lookup[v] for v in (value if op == "$in" else [value]) if v in lookup]
             return np.isin(codes, wanted) if wanted else np.zeros(self.n, bool)
-        values = self.snap.array(parts["values"])
-        valid = self.snap.array(parts["valid"]).astype(bool)
+        values = col.array("values")
+        valid = col.array("valid").astype(bool)
         if op == "$in":
             # the listed values as the column's dtype, keeping only those a row can equal:
             # casting 2019.5 to int64 used to match 2019, and 2**70 overflowed
-            wanted = ([int(v) for v in value if _int64_exact(v)] if ctype == "int"
+            wanted = ([int(v) for v in value if _int64_exact(v)] if col.ctype == "int"
                       else [float(v) for v in value])
             out = (np.isin(values, np.array(wanted, dtype=values.dtype)) if wanted
                    else np.zeros(self.n, bool))
@@ -172,4 +154,4 @@ def segment_masks(snap: Snapshot, node: dict) -> list[np.ndarray]:
     """One bool mask per segment: True where the row matches `node`."""
     validate(node, snap.meta["fields"])
     return [_evaluate(node, _SegmentColumns(snap, g))
-            for g in range(len(snap.directory.segments))]
+            for g in range(len(snap.segments))]

@@ -59,41 +59,48 @@ class Results:
 
 @dataclass(frozen=True, eq=False)
 class BatchResults:
-    """The results of a batch of queries: one `Results` per query, in query order."""
+    """The results of a batch of nq queries, array-shaped like usearch's BatchMatches.
 
-    results: tuple
+    `scores` float32[nq, k] and `rows` int64[nq, k] hold each query's results best first;
+    query i has `counts[i]` of them (fewer than k when fewer rows match or `min_score`
+    drops some), and the places after those are padding (NaN score, row -1). `ids`,
+    `texts` and `metadata` hold one tuple per query, `counts[i]` long. `batch[i]` is
+    query i's `Results`."""
+
+    ids: tuple
+    scores: np.ndarray
+    texts: tuple
+    metadata: tuple
+    rows: np.ndarray
+    counts: np.ndarray
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BatchResults):
             return NotImplemented
-        return self.results == other.results
+        return (self.ids == other.ids and self.texts == other.texts
+                and self.metadata == other.metadata
+                and np.array_equal(self.counts, other.counts)
+                and np.array_equal(self.rows, other.rows)
+                and np.array_equal(self.scores, other.scores, equal_nan=True))
 
     __hash__ = None  # type: ignore[assignment]
 
     def __len__(self) -> int:
-        return len(self.results)
+        return len(self.ids)
 
     def __getitem__(self, i: int) -> Results:
-        return self.results[i]
+        i = range(len(self))[i]  # negative indexes; IndexError past the end
+        n = int(self.counts[i])
+        return Results(self.ids[i], self.scores[i, :n], self.texts[i], self.metadata[i],
+                       self.rows[i, :n])
 
     def __iter__(self) -> Iterator[Results]:
-        return iter(self.results)
+        return (self[i] for i in range(len(self)))
 
     @property
-    def ids(self) -> list[tuple]:
-        return [r.ids for r in self.results]
-
-    @property
-    def scores(self) -> list[np.ndarray]:
-        return [r.scores for r in self.results]
-
-    @property
-    def texts(self) -> list[tuple]:
-        return [r.texts for r in self.results]
-
-    @property
-    def metadata(self) -> list[tuple]:
-        return [r.metadata for r in self.results]
+    def results(self) -> tuple:
+        """One `Results` per query (the shape of earlier versions)."""
+        return tuple(self)
 
     def to_list(self) -> list[list[dict[str, Any]]]:
-        return [r.to_list() for r in self.results]
+        return [r.to_list() for r in self]

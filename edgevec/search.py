@@ -1,4 +1,5 @@
-"""The search layer over the kernels: validation, thread control, and the funnel.
+"""The scans over the kernels: input checks, thread control, Hamming, int8 and float16
+scans, and the selection of the k best.
 
 Every public function here validates its arrays (dtype, shape, C-contiguity, finite
 queries, mask length, k) before a kernel runs: the kernels trust their input, and in a
@@ -6,32 +7,24 @@ Numba kernel an out-of-bounds index is a crash, not an exception. Inputs are han
 the kernels as read-only views, so one compiled specialisation serves memory-mapped and
 in-memory arrays alike.
 
-Funnel: Hamming top-(k*m) over sign bits -> asymmetric int8 rescoring of those candidates
--> optional float16 rescoring -> top k, ordered by score, ties by lower row.
+Results are ordered by score (distance ascending, similarity descending), ties by lower
+row, so they do not depend on threads, chunking or batching. The funnel that chains
+these scans is edgevec.funnel.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import codecs
 from .errors import DimensionMismatch, InvalidInput
+from .validate import check_k
 
 MAX_ROWS_PER_CALL = 2**31 - 1
-DEFAULT_M_CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50, 64)
-DEFAULT_M = 10  # the funnel's depth for an index that has no measured one
-
-
-def depth_to_store(m: int | None, candidates: Sequence[int] = DEFAULT_M_CANDIDATES) -> int:
-    """What a calibration stores: the smallest m that reached its target, else the deepest
-    m it measured (the best it saw; not DEFAULT_M, which is for indexes never measured)."""
-    return m if m is not None else max(candidates)
 _NO_MASK = np.zeros(0, dtype=np.uint8)
 _NO_MASK.flags.writeable = False
 
@@ -62,12 +55,6 @@ def check_codes(a, dtype, name: str, ndim: int = 2) -> np.ndarray:
     return _readonly(a)
 
 
-def check_k(k, what: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise InvalidInput(f"{what} must be a positive int, got {k!r}")
-    return int(k)
-
-
 def check_mask(allow, n: int) -> np.ndarray:
     """A row mask (True/1 = eligible) as read-only uint8[n], or the empty 'all rows' mask."""
     if allow is None:
@@ -78,24 +65,6 @@ def check_mask(allow, n: int) -> np.ndarray:
     if len(allow) != n:
         raise InvalidInput(f"the row mask has {len(allow)} entries for {n} rows")
     return _readonly(np.ascontiguousarray(allow).view(np.uint8))
-
-
-def check_query(q, dim: int) -> np.ndarray:
-    """float32 [nq, dim] from a vector or a batch; finite values only."""
-    try:
-        x = np.asarray(q, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"a query must be a float vector: {exc}") from None
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2:
-        raise InvalidInput(f"a query must be [dim] or [n, dim], got shape {list(x.shape)}")
-    if x.shape[1] != dim:
-        raise DimensionMismatch(f"the query has dimension {x.shape[1]}, the index {dim}")
-    if not np.isfinite(x).all():
-        bad = int(np.argmin(np.isfinite(x).all(axis=1)))
-        raise InvalidInput(f"query {bad} contains NaN or infinity")
-    return np.ascontiguousarray(x)
 
 
 # --- threads ----------------------------------------------------------------------------------
@@ -249,46 +218,74 @@ def hamming_topk_batch(codes: np.ndarray, queries: np.ndarray, k: int, *,
 
 @dataclass(frozen=True)
 class QuantQuery:
-    """A float query prepared for the int8 kernels: score ~= bias + scale * (q_i16 . codes)."""
+    """A float query prepared for the int8 kernels: score ~= bias + scale * (q_i16 . codes).
+    For a batch, q is int16[nq, d] and scale, bias are float64[nq]."""
 
-    q: np.ndarray  # int16[d]
-    scale: float
-    bias: float
+    q: np.ndarray  # int16[d] or int16[nq, d]
+    scale: float | np.ndarray
+    bias: float | np.ndarray
+
+    def row(self, i: int) -> "QuantQuery":
+        """Query i of a batch, as a single query."""
+        return QuantQuery(self.q[i], float(self.scale[i]), float(self.bias[i]))
+
+    def scores(self, dots: np.ndarray) -> np.ndarray:
+        """float64 scores from the int32 dot products (one query, or [nq, m] for a batch)."""
+        if np.ndim(self.scale):
+            return self.bias[:, None] + self.scale[:, None] * dots.astype(np.float64)
+        return self.bias + self.scale * dots.astype(np.float64)
 
 
-def quantize_query(query: np.ndarray, calibration: np.ndarray) -> QuantQuery:
-    """Fold the per-dimension calibration into the query and round it to int16.
+def quantize_queries(queries: np.ndarray, calibration: np.ndarray) -> QuantQuery:
+    """Fold the per-dimension calibration into each query and round it to int16.
 
     With x ~= c0 + c1 * code: q . x ~= q . c0 + sum((q * c1) * code). The int16 range is
-    limited so that |q_i16| * 127 * d < 2**31 (no int32 overflow)."""
-    q = np.asarray(query, dtype=np.float64)
-    d = q.shape[0]
+    limited so that |q_i16| * 127 * d < 2**31 (no int32 overflow). Every step works row by
+    row, so a query gets the same codes alone as inside any batch."""
+    q = np.asarray(queries, dtype=np.float64)
+    nq, d = q.shape
     folded = q * calibration[1]
-    bias = float(q @ calibration[0].astype(np.float64))
-    limit = min(32767, (2**31 - 1) // (127 * d))
-    peak = float(np.abs(folded).max()) if d else 0.0
-    scale = peak / limit if peak > 0 else 1.0
-    qi = np.rint(folded / scale).astype(np.int16)
+    bias = (q * calibration[0].astype(np.float64)).sum(axis=1)
+    limit = min(32767, (2**31 - 1) // (127 * max(d, 1)))
+    peak = np.abs(folded).max(axis=1) if d else np.zeros(nq)
+    scale = np.where(peak > 0, peak / limit, 1.0)
+    qi = np.rint(folded / scale[:, None]).astype(np.int16)
     qi.flags.writeable = False
     return QuantQuery(qi, scale, bias)
 
 
-def dot_i8_rescore(codes: np.ndarray, qq: QuantQuery, rows: np.ndarray) -> np.ndarray:
-    """Approximate scores (float64) of `rows` of int8 codes for a quantized query."""
-    codes = check_codes(codes, np.int8, "codes")
+def quantize_query(query: np.ndarray, calibration: np.ndarray) -> QuantQuery:
+    """One float32 query [d] for the int8 kernels (see quantize_queries)."""
+    return quantize_queries(np.asarray(query)[None, :], calibration).row(0)
+
+
+def _check_rows(rows, n: int) -> np.ndarray:
     rows = np.ascontiguousarray(rows, dtype=np.int64)
-    if rows.ndim != 1 or (len(rows) and (rows.min() < 0 or rows.max() >= len(codes))):
-        raise InvalidInput(f"candidate rows must be in [0, {len(codes)})")
-    if qq.q.shape[0] != codes.shape[1]:
-        raise DimensionMismatch(f"query has {qq.q.shape[0]} dims, codes {codes.shape[1]}")
-    if ENGINE.numba_loaded or ENGINE.mode == "numba":
-        from .kernels.dot_i8 import dot_i8_rescore as kernel
-        out = np.empty(len(rows), dtype=np.int32)
-        if len(rows):
-            kernel(codes, qq.q, _readonly(rows), out)
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        raise InvalidInput(f"candidate rows must be in [0, {n})")
+    return _readonly(rows)
+
+
+def dot_i8_rescore(codes: np.ndarray, qq: QuantQuery, rows: np.ndarray) -> np.ndarray:
+    """Approximate scores (float64) of `rows` of int8 codes for a quantized query: rows
+    int64[m] for one query, or int64[nq, m] (each query its own rows) for a batch."""
+    codes = check_codes(codes, np.int8, "codes")
+    rows = _check_rows(rows, len(codes))
+    batch = qq.q.ndim == 2
+    if rows.ndim != (2 if batch else 1) or (batch and len(rows) != len(qq.q)):
+        raise InvalidInput(f"candidate rows of shape {list(rows.shape)} do not fit "
+                           f"queries of shape {list(qq.q.shape)}")
+    if qq.q.shape[-1] != codes.shape[1]:
+        raise DimensionMismatch(f"query has {qq.q.shape[-1]} dims, codes {codes.shape[1]}")
+    q2, r2 = (qq.q, rows) if batch else (qq.q[None, :], rows[None, :])
+    if ENGINE.numba_loaded or ENGINE.mode == "numba" or r2.size * codes.shape[1] > 1 << 22:
+        from .kernels.dot_i8 import dot_i8_rescore_batch as kernel
+        out = np.empty(r2.shape, dtype=np.int32)
+        if r2.size:
+            kernel(codes, q2, r2, out)
     else:  # a few hundred candidate rows: not worth loading Numba for (see ScanEngine)
-        out = codes[rows].astype(np.int32) @ qq.q.astype(np.int32)
-    return qq.bias + qq.scale * out.astype(np.float64)
+        out = np.einsum("qmd,qd->qm", codes[r2].astype(np.int32), q2.astype(np.int32))
+    return qq.scores(out if batch else out[0])
 
 
 def dot_i8_topk(codes: np.ndarray, qq: QuantQuery, k: int, *,
@@ -313,7 +310,7 @@ def dot_i8_topk(codes: np.ndarray, qq: QuantQuery, k: int, *,
         kernel(codes, qq.q, mask, heaps)
     keys = np.sort(heaps.ravel())[:kk]
     scores, rows = split_score_keys(keys)
-    return qq.bias + qq.scale * scores.astype(np.float64), rows
+    return qq.scores(scores), rows
 
 
 # --- float16 (exact; NumPy/BLAS: Numba has no float16 on the CPU) ----------------------------
@@ -334,9 +331,30 @@ def f16_scores(vectors: np.ndarray, query: np.ndarray, rows: np.ndarray | None =
 
 
 def best_k(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best (score descending, row ascending)."""
-    order = np.lexsort((rows, -scores))[:k]
-    return scores[order], rows[order]
+    """The k best of float32 `scores` (descending; ties by lower row) with their `rows`:
+    for one query ([m] arrays) or for each query of a batch ([nq, m] arrays)."""
+    scores = np.asarray(scores, dtype=np.float32)
+    if scores.ndim == 1:
+        top_s, top_r = best_k(scores[None, :], rows[None, :], k)
+        return top_s[0], top_r[0]
+    kk = min(k, scores.shape[1])
+    if rows.size and 0 <= rows.min() and rows.max() < 1 << 32:
+        # one uint64 key per candidate, smaller = better: the score's bits in an order
+        # that follows the float order (reversed), then the row
+        bits = (scores + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into 0.0
+        order = np.where(bits >> 31, bits, ~bits & np.uint32(0x7FFFFFFF))
+        key = (order.astype(np.uint64) << np.uint64(32)) | rows.astype(np.uint64)
+        if kk < key.shape[1]:
+            part = np.argpartition(key, kk - 1, axis=1)[:, :kk]
+            key_part = np.take_along_axis(key, part, axis=1)
+        else:
+            part, key_part = None, key
+        pick = np.argsort(key_part, axis=1, kind="stable")
+        if part is not None:
+            pick = np.take_along_axis(part, pick, axis=1)
+    else:
+        pick = np.lexsort((rows, -scores), axis=1)[:, :kk]
+    return np.take_along_axis(scores, pick, axis=1), np.take_along_axis(rows, pick, axis=1)
 
 
 def exact_topk_f16(vectors: np.ndarray, query: np.ndarray, k: int, *,
@@ -349,134 +367,3 @@ def exact_topk_f16(vectors: np.ndarray, query: np.ndarray, k: int, *,
         keep = check_mask(allow, len(vectors)).astype(bool)
         scores, rows = scores[keep], rows[keep]
     return best_k(scores, rows, k)
-
-
-# --- the funnel -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Segment:
-    """The arrays of one segment a search reads (views into the index file)."""
-
-    binary: np.ndarray
-    int8: np.ndarray
-    f16: np.ndarray | None
-    row_start: int = 0
-    allow: np.ndarray | None = None
-
-
-def funnel_search(segments: Sequence[Segment], calibration: np.ndarray, query: np.ndarray,
-                  k: int, *, m: int = 10, rescore_f16: bool = True,
-                  threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One float32 query over segments: (scores float32[k'], global rows int64[k']).
-
-    Per segment: Hamming top-(k*m) -> int8 rescoring of those candidates; then, when every
-    segment stores float16 vectors and `rescore_f16`, the best 4k candidates by int8 score
-    are rescored exactly with float16."""
-    k = check_k(k)
-    m = check_k(m, "m")
-    qbits = codecs.sign_bits(query[None, :])[0]
-    qq = quantize_query(query, calibration)
-    found = []
-    for si, seg in enumerate(segments):
-        if len(seg.binary):
-            _, cand = hamming_topk(seg.binary, qbits, k * m, allow=seg.allow, threads=threads)
-            found.append((si, cand))
-    return _funnel_finish(segments, query, qq, found, k, rescore_f16)
-
-
-def funnel_search_batch(segments: Sequence[Segment], calibration: np.ndarray,
-                        queries: np.ndarray, k: int, *, m: int = 10, rescore_f16: bool = True,
-                        threads: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """float32 queries [nq, d] over segments: for each, what funnel_search returns (the
-    same rows in the same order), with the Hamming stage of all queries done in one pass
-    of the batch kernel per segment, which loads each code word once for every query."""
-    k = check_k(k)
-    m = check_k(m, "m")
-    qbits = codecs.sign_bits(queries)
-    found: list[list] = [[] for _ in range(len(queries))]
-    for si, seg in enumerate(segments):
-        if len(seg.binary) and len(queries):
-            _, cand = hamming_topk_batch(seg.binary, qbits, k * m, allow=seg.allow,
-                                         threads=threads)
-            for i in range(len(queries)):
-                found[i].append((si, cand[i]))
-    return [_funnel_finish(segments, q, quantize_query(q, calibration), f, k, rescore_f16)
-            for q, f in zip(queries, found)]
-
-
-def _funnel_finish(segments: Sequence[Segment], query: np.ndarray, qq: QuantQuery,
-                   found: list, k: int, rescore_f16: bool) -> tuple[np.ndarray, np.ndarray]:
-    """From each segment's Hamming candidates [(segment, local rows)] to the k best rows
-    of one query: int8 rescoring, then float16 for the best 4k when stored."""
-    all_scores, all_rows, all_seg = [], [], []
-    for si, cand in found:
-        if len(cand) == 0:
-            continue
-        all_scores.append(dot_i8_rescore(segments[si].int8, qq, cand))
-        all_rows.append(cand)
-        all_seg.append(np.full(len(cand), si, dtype=np.int64))
-    if not all_rows:
-        return np.zeros(0, np.float32), np.zeros(0, np.int64)
-    scores = np.concatenate(all_scores)
-    local = np.concatenate(all_rows)
-    seg_of = np.concatenate(all_seg)
-    starts = np.array([s.row_start for s in segments], dtype=np.int64)
-    rows = starts[seg_of] + local
-    have_f16 = rescore_f16 and all(s.f16 is not None for s in segments)
-    if have_f16:
-        # exact scores for the best int8 candidates (a few times k covers int8's error)
-        keep = np.lexsort((rows, -scores))[:max(4 * k, k)]
-        exact = np.empty(len(keep), dtype=np.float32)
-        for si in np.unique(seg_of[keep]):
-            sel = keep[seg_of[keep] == si]
-            exact[np.isin(keep, sel)] = f16_scores(segments[si].f16, query, local[sel])
-        scores, rows = exact, rows[keep]
-    s, r = best_k(scores.astype(np.float32), rows, k)
-    return s, r
-
-
-def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean over queries of |found ∩ truth| / |truth| (rows per query in each row)."""
-    hits = [len(np.intersect1d(f, t)) / max(len(t), 1) for f, t in zip(found, truth)]
-    return float(np.mean(hits)) if hits else 1.0
-
-
-def choose_m(vectors: np.ndarray, *, k: int = 10, target: float = 0.95,
-             sample: int = 200, seed: int = 0, candidates: Sequence[int] = DEFAULT_M_CANDIDATES,
-             calibration: np.ndarray | None = None, threads: int | None = None,
-             codes: tuple[np.ndarray, np.ndarray] | None = None
-             ) -> tuple[int | None, dict[int, float]]:
-    """The smallest m whose funnel (binary -> int8, no float16) reaches recall@k >= target
-    against exact float32 search, measured with `sample` of the rows as queries (each
-    query's own row excluded). Returns (m or None if no candidate reaches it, {m: recall}).
-    `codes` = (binary, int8) of `vectors` when the caller has already encoded them with
-    `calibration`."""
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    n = len(x)
-    k = check_k(k)
-    sample = check_k(sample, "sample")  # recall over no queries would read as 1.0
-    if n <= k + 1:
-        return 1, {1: 1.0}
-    cal = codecs.calibrate_int8(x) if calibration is None else calibration
-    binary, int8 = codes if codes is not None else (codecs.sign_bits(x),
-                                                     codecs.quantize_int8(x, cal))
-    seg = Segment(binary, int8, None)
-    rng = np.random.default_rng(seed)
-    qrows = rng.choice(n, size=min(sample, n), replace=False)
-    truth = []
-    for r in qrows:
-        s = x @ x[r]
-        s[r] = -np.inf
-        truth.append(best_k(s, np.arange(n), k)[1])
-    recalls: dict[int, float] = {}
-    for m in candidates:
-        found = []
-        for r in qrows:
-            _, rows = funnel_search([seg], cal, x[r], k + 1, m=m, rescore_f16=False,
-                                    threads=threads)
-            found.append(rows[rows != r][:k])
-        recalls[m] = recall_at_k(found, truth)
-        if recalls[m] >= target:
-            return m, recalls
-    return None, recalls

@@ -1,7 +1,8 @@
-"""Validation of user input to the Index API: ids, vectors, texts, metadata.
+"""Validation of user input to the Index API: ids, vectors and queries, texts, metadata,
+numbers and flags. Every argument check lives here, once.
 
 Everything here raises an `InvalidInput` (or subclass) that names the offending value and
-the fix, before anything is encoded or written.
+the fix, before anything is encoded, written or handed to a kernel.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidInput
+from .errors import DimensionMismatch, DuplicateId, IdTypeMismatch, InvalidInput
 from .paths import check_path  # noqa: F401 - re-exported: every argument check in one place
 from .storage.columns import check_field_name
 
@@ -25,6 +26,63 @@ def check_flag(value: Any, what: str) -> bool:
                                                and value in (0, 1)):
         return bool(value)
     raise InvalidInput(f"{what} must be True or False, got {value!r:.60}")
+
+
+def check_k(k: Any, what: str = "k") -> int:
+    """A positive int (NumPy ints too; not bool)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise InvalidInput(f"{what} must be a positive int, got {k!r:.60}")
+    return int(k)
+
+
+def check_number(value: Any, what: str, *, low: float | None = None,
+                 high: float | None = None, low_open: bool = False) -> float:
+    """A finite real number (not bool), optionally within [low, high] ((low, high] with
+    low_open)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                     np.floating)):
+        raise InvalidInput(f"{what} must be a number, got {type(value).__name__} "
+                           f"{value!r:.60}")
+    v = float(value) if abs(value) < 1e300 else float("inf")
+    below = low is not None and (v <= low if low_open else v < low)
+    if v != v or abs(v) == float("inf") or below or (high is not None and v > high):
+        where = "" if low is None else (f" in {'(' if low_open else '['}{low}, {high}]")
+        raise InvalidInput(f"{what} must be a finite number{where}, got {value!r:.60}")
+    return v
+
+
+def check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidInput(f"seed must be a non-negative int, got {seed!r:.60}")
+    return int(seed)
+
+
+def check_vectors(vectors: Any, dim: int, what: str = "vectors") -> np.ndarray:
+    """float32 [n, dim], C-contiguous, finite, from a [dim] vector or an [n, dim] array of
+    ints or floats (bool, complex, str and object arrays are refused). Rows and queries
+    pass through this one check."""
+    try:
+        x = np.asarray(vectors)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{what} must be a numeric array: {exc}") from None
+    if x.dtype.kind not in "fiu":
+        raise InvalidInput(f"{what} must be a float array, got dtype {x.dtype}")
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise InvalidInput(f"{what} must have shape [{dim}] or [n, {dim}], got "
+                           f"{list(x.shape)}")
+    if x.shape[1] != dim:
+        raise DimensionMismatch(f"{what} have dimension {x.shape[1]} but the index holds "
+                                f"{dim}-dimensional vectors")
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf: refused
+        x = np.ascontiguousarray(x, dtype=np.float32)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        bad = int(np.argmin(finite))
+        raise InvalidInput(f"{what}[{bad}] contains NaN or infinity (after conversion to "
+                           "float32); every value must be finite")
+    return x
 
 
 def as_list(values: Any, what: str) -> list:
@@ -49,6 +107,51 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1)[:, None]
 
 
+def check_one_id(ident: Any, id_type: str | None, where: str) -> Id:
+    """One id for lookup or deletion, of the index's id type."""
+    value, kind = normalise_id(ident)
+    if id_type is not None and kind != id_type:
+        raise IdTypeMismatch(f"id {ident!r:.60} is {kind} but the ids of {where} are "
+                             f"{id_type}")
+    return value
+
+
+def check_ids(ids: Any, n: int, id_type: str | None, next_auto: int, where: str
+              ) -> tuple[list[Id], str, int]:
+    """The ids of a batch of n rows -> (ids, their type, the next automatic id). None
+    assigns consecutive ints; ids must be unique, all int or all str, of the index's type."""
+    if ids is None:
+        if id_type == "str":
+            raise InvalidInput(f"{where} has str ids: pass ids= for every row")
+        return list(range(next_auto, next_auto + n)), "int", next_auto + n
+    if isinstance(ids, (str, bytes)):
+        raise InvalidInput("ids must be a sequence of ids, not a single str")
+    ids = as_list(ids, "ids")
+    if len(ids) != n:
+        raise InvalidInput(f"got {len(ids)} ids for {n} vectors; give one id per row")
+    out = []
+    kinds = set()
+    for i, ident in enumerate(ids):
+        try:
+            value, kind = normalise_id(ident)
+        except InvalidInput as exc:
+            raise InvalidInput(f"ids[{i}]: {exc}") from None
+        out.append(value)
+        kinds.add(kind)
+    if len(kinds) > 1:
+        raise IdTypeMismatch("ids mix int and str; an index uses one id type")
+    kind = kinds.pop()
+    if id_type is not None and kind != id_type:
+        raise IdTypeMismatch(f"ids are {kind} but the ids of {where} are {id_type}")
+    if len(set(out)) != len(out):
+        seen: set = set()
+        dup = next(i for i in out if i in seen or seen.add(i))
+        raise DuplicateId(f"id {dup!r:.60} appears twice in this batch; ids must be unique")
+    if kind == "int":
+        next_auto = max(next_auto, max(out) + 1) if max(out) + 1 < 2**63 else next_auto
+    return out, kind, next_auto
+
+
 def normalise_id(ident: Any) -> tuple[Id, str]:
     if isinstance(ident, (bool, np.bool_)):
         raise InvalidInput(f"an id must be int or str, got bool {ident!r}")
@@ -68,13 +171,14 @@ def normalise_id(ident: Any) -> tuple[Id, str]:
     raise InvalidInput(f"an id must be int or str, got {type(ident).__name__} {ident!r:.60}")
 
 
-def check_texts(texts: Any, n: int) -> list[str] | None:
+def check_texts(texts: Any, n: int | None) -> list[str] | None:
+    """A list of n str (any length when n is None), each encodable as UTF-8."""
     if texts is None:
         return None
     if isinstance(texts, str):
         raise InvalidInput("texts must be a sequence of str, not a single str")
     texts = as_list(texts, "texts")
-    if len(texts) != n:
+    if n is not None and len(texts) != n:
         raise InvalidInput(f"got {len(texts)} texts for {n} rows; give one text per row")
     for i, t in enumerate(texts):
         if not isinstance(t, str):

@@ -95,7 +95,7 @@ def test_api_add_delete_compact_reopen(built, minilm):
         assert len(idx) == len(DOCS)
         assert idx.search("csv parsing", k=1).ids == ("pandas",)
         batch = idx.search(["csv parsing", "bread"], k=1)
-        assert batch.ids == [("pandas",), ("bread",)]
+        assert batch.ids == (("pandas",), ("bread",))
 
 
 def test_filters_min_score_and_k_rows_when_k_match(built):

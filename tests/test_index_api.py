@@ -118,6 +118,7 @@ def _unchanged(path, fn):
     (np.zeros((1, 8), np.float32), edgevec.InvalidInput, "all zeros"),
     (np.zeros((2, 2, 8)), edgevec.InvalidInput, "shape"),
     (np.array([["a"] * 8]), edgevec.InvalidInput, "dtype"),
+    (np.ones((2, 8), bool), edgevec.InvalidInput, "dtype bool"),  # queries refuse it too
 ])
 def test_bad_vectors(path, vectors, error, words):
     with edgevec.Index.create(path, dim=8) as idx:
@@ -241,7 +242,7 @@ def test_one_numpy_id_and_bad_id_arguments(path):
             with pytest.raises(edgevec.InvalidInput, match="ids must be"):
                 idx.delete(bad)
         with pytest.raises(edgevec.InvalidInput, match="outside"):
-            idx._s.locate(99)
+            idx._s.ids_of([99])
 
 
 def test_results_compare_by_value_and_are_not_hashable(path):

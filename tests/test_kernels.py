@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgevec import codecs, search
+from edgevec import codecs, search, validate
 from edgevec.errors import DimensionMismatch, InvalidInput
 from edgevec.kernels import reference as ref
 
@@ -70,13 +70,28 @@ def test_hamming_batch_matches_reference(rng, dim, n):
     codes = codecs.sign_bits(_codes(rng, n, dim))
     qs = codecs.sign_bits(rng.normal(size=(5, dim)).astype(np.float32))
     allow = (np.arange(n) % 3 != 0) if n else None
-    for k in (1, 10, n + 2):
+    _batch_matches_reference(codes, qs, (1, 10, n + 2), allow)
+
+
+def _batch_matches_reference(codes, qs, ks, allow):
+    for k in ks:
         for threads in (1, 2):
             d, r = search.hamming_topk_batch(codes, qs, k, allow=allow, threads=threads)
             for i in range(len(qs)):
                 rd, rr = ref.hamming_topk(codes, qs[i], k, allow)
                 np.testing.assert_array_equal(r[i], rr)
                 np.testing.assert_array_equal(d[i], rd)
+
+
+def test_batch_selection_is_exact_for_deep_k_with_many_ties(rng):
+    """The batch kernel keeps a 2k buffer per query and a quickselect compacts it to the
+    best k whenever it fills: with a deep k (the funnel's k*m), rows in few distinct
+    codes (ties everywhere) and a mask, it must return what the reference does, in order
+    (distance, then row), for any thread count."""
+    base = codecs.sign_bits(rng.normal(size=(40, 128)).astype(np.float32))
+    codes = base[rng.integers(0, 40, size=6000)]
+    qs = codecs.sign_bits(rng.normal(size=(7, 128)).astype(np.float32))
+    _batch_matches_reference(codes, qs, (2, 37, 300, 1000), rng.random(6000) < 0.8)
 
 
 @pytest.mark.parametrize("engine", ["numba", "numpy"])
@@ -190,9 +205,9 @@ def test_bad_input_rejected_before_any_kernel(rng, call, error, words):
 
 def test_bad_queries_rejected(rng):
     with pytest.raises(InvalidInput, match="NaN"):
-        search.check_query([np.nan] * 8, 8)
+        validate.check_vectors([np.nan] * 8, 8)
     with pytest.raises(DimensionMismatch):
-        search.check_query(np.ones(9), 8)
+        validate.check_vectors(np.ones(9), 8)
     codes = np.zeros((5, 8), np.int8)
     cal = np.stack([np.zeros(8), np.ones(8)]).astype(np.float32)
     qq = search.quantize_query(np.ones(8, np.float32), cal)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import edgevec
-from edgevec import search
+from edgevec import calibration, search
 from test_funnel_recall import embedding_like
 
 
@@ -44,10 +44,10 @@ def test_funnel_matches_exact_on_most_queries(built):
         batch = idx.search(x[0:6000:300], k=10, m=20)
         assert isinstance(batch, edgevec.BatchResults) and len(batch) == 20
         found = [np.array([int(i[1:]) for i in r.ids]) for r in batch]
-        assert search.recall_at_k(found, truth) >= 0.95
+        assert calibration.recall_at_k(found, truth) >= 0.95
         exact = idx.search(x[0:6000:300], k=10, exact=True)
         found = [np.array([int(i[1:]) for i in r.ids]) for r in exact]
-        assert search.recall_at_k(found, truth) >= 0.99  # float16 vs float32 ties only
+        assert calibration.recall_at_k(found, truth) >= 0.99  # float16 vs float32 ties only
 
 
 def test_deleted_rows_never_come_back(built, tmp_path):
@@ -95,6 +95,8 @@ def test_search_results_same_with_one_or_two_threads(built):
     (np.ones((2, 2, 128)), 5, edgevec.InvalidInput, "shape"),
     ("text", 5, edgevec.InvalidInput, "needs a text model"),
     ([[1, "a"]], 5, edgevec.InvalidInput, "float"),
+    # one check for rows and queries: a bool query was accepted while add() refused it
+    (np.ones(128, bool), 5, edgevec.InvalidInput, "dtype bool"),
 ])
 def test_bad_queries(built, query, k, error, words):
     path, _ = built
@@ -144,3 +146,49 @@ def test_a_batch_through_the_batch_kernel_equals_one_query_at_a_time(tmp_path, s
             assert len(batch) == 12
             for i, one in enumerate(batch):
                 assert one == idx.search(q[i], k=7, **kwargs), (kwargs, i)
+
+
+def test_batch_results_are_array_shaped_with_counts(built):
+    """BatchResults hold scores float32[nq, k] and rows int64[nq, k] padded past each
+    query's count (NaN, -1), like usearch's BatchMatches; ids, texts and metadata are
+    one tuple per query; batch[i] is query i's Results."""
+    path, x = built
+    with edgevec.open(path) as idx:
+        q = x[:5]
+        batch = idx.search(q, k=4)
+        assert batch.scores.shape == (5, 4) and batch.scores.dtype == np.float32
+        assert batch.rows.shape == (5, 4) and batch.rows.dtype == np.int64
+        assert batch.counts.tolist() == [4] * 5 and len(batch.ids) == 5
+        cut = idx.search(q, k=4, min_score=float(np.median(batch.scores)))
+        assert cut.counts.tolist() == (batch.scores >= np.median(batch.scores)).sum(1).tolist()
+        for i, one in enumerate(cut):
+            n = int(cut.counts[i])
+            assert len(one) == n == len(cut.ids[i]) and one.ids == batch[i].ids[:n]
+            assert np.isnan(cut.scores[i, n:]).all() and (cut.rows[i, n:] == -1).all()
+        assert not batch.scores.flags.writeable and batch == idx.search(q, k=4)
+        assert [r.to_list() for r in batch] == batch.to_list()
+        empty = idx.search(q[:0], k=4)
+        assert len(empty) == 0 and empty.scores.shape[0] == 0 and empty.to_list() == []
+
+
+def test_m_is_measured_again_when_the_index_grows_4x(tmp_path):
+    """Regression: m was chosen once, on the first batch of >= 1,000 rows, and never
+    again as the index grew. It is measured again, on a sample of every live row, when a
+    batch leaves the index RECALIBRATE_GROWTH times the size of the last measurement."""
+    from test_funnel_recall import embedding_like
+    from edgevec.calibration import RECALIBRATE_GROWTH
+    x = embedding_like(4600, seed=9)
+    with edgevec.Index.create(tmp_path / "g.edgevec", dim=x.shape[1]) as idx:
+        idx.add(x[:900])
+        assert idx.info()["rescore_m"] is None  # too few rows to measure
+        idx.add(x[900:1100])
+        first = idx._s.meta
+        assert first["rescore_m"] is not None and first["rescore_rows"] == 1100
+        idx.add(x[1100:4000])  # 4000 < 4 * 1100: kept
+        assert idx._s.meta["rescore_rows"] == 1100
+        idx.delete(list(range(100)))
+        idx.add(x[4000:4600])  # 4500 live rows >= 4 * 1100: measured again
+        assert RECALIBRATE_GROWTH == 4 and idx._s.meta["rescore_rows"] == 4500
+        assert idx._s.meta["rescore_m"] >= 1
+        report = idx.calibrate(queries=50)
+        assert idx._s.meta["rescore_rows"] == 4500 and idx.info()["rescore_m"] == report["m"]

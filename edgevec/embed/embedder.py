@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgevecError, InvalidInput, ModelError, ModelMismatch
-from .config import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, ModelConfig, sha256_bytes
+from ..fileio import sha256_bytes
+from .config import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, ModelConfig
 from .session import create_session
 
 __all__ = ["CONFIG_FILE", "MODEL_FILE", "TOKENIZER_FILE", "Embedder", "ModelConfig",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fcntl
 import glob
-import hashlib
 import importlib.util
 import json
 import logging
@@ -28,6 +27,7 @@ import zipfile
 from typing import Any
 
 from ..errors import ModelError, os_errors_as_edgevec_errors
+from ..fileio import sha256_bytes, sha256_file, write_file
 from .config import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, ModelConfig
 from .session import cache_root
 
@@ -87,14 +87,6 @@ def list_models() -> list[dict[str, Any]]:
                         "built": os.path.exists(os.path.join(path, CONFIG_FILE)),
                         "path": path, "license": r["license"]})
     return out
-
-
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --- weights ---------------------------------------------------------------------------------
@@ -198,7 +190,7 @@ def build_model(name: str = "minilm-l6", variant: str | None = None, *,
         if not os.path.isfile(weights_path):
             raise ModelError(f"{src}: no {r['source']['weights']} here; pass a weights "
                              "directory holding the model's safetensors and config.json")
-        if want and not weights_dir and _sha256_file(weights_path) != want:
+        if want and not weights_dir and sha256_file(weights_path) != want:
             raise ModelError(f"{weights_path}: sha256 differs from the recipe's; the "
                              "package content changed. Pass weights_dir= to use it anyway")
         config_path = os.path.join(src, "config.json")
@@ -215,8 +207,7 @@ def build_model(name: str = "minilm-l6", variant: str | None = None, *,
         model = build_bert(weights, cfg, variant, name=name).SerializeToString()
         with open(os.path.join(src, r["source"].get("tokenizer", "tokenizer.json")), "rb") as f:
             tok = fixed_tokenizer(f.read(), r["max_tokens"])
-        digests = {MODEL_FILE: hashlib.sha256(model).hexdigest(),
-                   TOKENIZER_FILE: hashlib.sha256(tok).hexdigest()}
+        digests = {MODEL_FILE: sha256_bytes(model), TOKENIZER_FILE: sha256_bytes(tok)}
         expected = r.get("artifacts", {}).get(variant)
         if expected and expected != digests and not weights_dir:
             raise ModelError(f"building {name} ({variant}) gave sha256 {digests} but the "
@@ -229,10 +220,7 @@ def build_model(name: str = "minilm-l6", variant: str | None = None, *,
         try:
             for fname, data in ((MODEL_FILE, model), (TOKENIZER_FILE, tok),
                                 (CONFIG_FILE, json.dumps(config.to_json(), indent=1).encode())):
-                with open(os.path.join(tmp, fname), "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
+                write_file(os.path.join(tmp, fname), data, atomic=False)
             if os.path.exists(final):
                 shutil.rmtree(final)
             os.rename(tmp, final)

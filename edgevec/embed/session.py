@@ -17,10 +17,13 @@ import os
 import shutil
 import tempfile
 
+from ..fileio import fsync_path
+
 
 def _log():
     import logging  # only when there is something to say: 2-5 ms a process otherwise
     return logging.getLogger("edgevec")
+
 
 OPTIMIZED_DIR = "optimized"
 GRAPH_FILE = "model.onnx"
@@ -108,8 +111,7 @@ def create_session(model_bytes, sha256: str, *, threads: int | None = None,
                               prepack=prepack)
     try:
         for name in (GRAPH_FILE, WEIGHTS_FILE):
-            with open(os.path.join(tmp, name), "rb+") as f:
-                os.fsync(f.fileno())
+            fsync_path(os.path.join(tmp, name))
         os.rename(tmp, final)  # fails harmlessly if another process cached it first
     except OSError as exc:
         _log().debug("optimised model not cached in %s: %s", final, exc)

@@ -23,12 +23,15 @@ def dot_i8_row(codes, i, q, d):
     return acc
 
 
-@njit(cache=True)
-def dot_i8_rescore(codes, q, rows, out):
-    """codes int8[n, d], q int16[d], rows int64[m] (each < n) -> out int32[m]."""
+@njit(cache=True, parallel=True)
+def dot_i8_rescore_batch(codes, q, rows, out):
+    """codes int8[n, d], q int16[nq, d], rows int64[nq, m] (each < n) -> out int32[nq, m]:
+    each query's own candidate rows, queries in parallel (one query: nq = 1)."""
     d = codes.shape[1]
-    for r in range(rows.shape[0]):
-        out[r] = dot_i8_row(codes, rows[r], q, d)
+    for i in prange(q.shape[0]):
+        qi = q[i]
+        for r in range(rows.shape[1]):
+            out[i, r] = dot_i8_row(codes, rows[i, r], qi, d)
 
 
 @njit(cache=True, parallel=True)

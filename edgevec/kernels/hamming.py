@@ -20,8 +20,9 @@ Batch of queries: parallel over chunks of rows; each chunk is cut into blocks of
 BATCH_BLOCK rows, transposed once into a word-major scratch buffer that stays in L1, and
 the queries, two at a time, compute the distances of the whole block: vectorised over
 rows (AVX2: `vpshufb` nibble lookups; AVX-512: `vpopcntq`), with the row's words summed
-in registers. A block whose smallest distance exceeds a query's threshold is skipped
-without touching the heap.
+in registers. A block whose smallest distance is not below a query's threshold is
+skipped without a look at its rows; selection keeps a buffer per query (see
+hamming_topk_batch).
 
 `allow` is a uint8 row mask (1 = eligible) or an empty array for "all rows".
 """
@@ -32,7 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._intrinsics import KEY_NONE, ROW_BITS, block_bounds, popcount64
-from .topk import hamming_key, heap_replace_top
+from .topk import hamming_key, heap_replace_top, select_smallest
 
 BATCH_BLOCK = 256
 
@@ -78,24 +79,49 @@ def hamming_topk(codes, q, width, allow, heaps):
 
 
 @njit(cache=True, inline="always")
-def _select_block(heap, acc, m, b0):
-    """Offer rows b0..b0+m with distances acc[:m] to a max-heap of keys."""
-    thr = heap[0] >> ROW_BITS
+def _collect_block(buf, count, thr, q, acc, m, b0, k):
+    """Append rows b0..b0+m with distance below query q's threshold thr[q] to its buffer
+    buf[q] (2k keys); a full buffer keeps its k smallest keys, and the k-th of them sets
+    the new threshold. Rows come in ascending order, so a later row at the k-th distance
+    can never beat the k-th key: "below" is strict."""
+    t = thr[q]
     low = acc[0]
     for i in range(1, m):
         low = min(low, acc[i])
-    if low > thr:  # nothing in this block beats the current k-th: skip it
+    if low >= t:  # nothing in this block beats the current k-th: skip it
         return
-    for i in range(m):
-        thr = _offer(heap, acc[i], b0 + i, thr)
+    n = count[q]
+    row_buf = buf[q]
+    for g in range(0, m, 64):
+        hits = np.uint64(0)
+        for i in range(g, min(m, g + 64)):  # a bit per row below the threshold
+            hits |= np.uint64(acc[i] < t) << np.uint64(i - g)
+        while hits:
+            i = g + popcount64((hits & (~hits + np.uint64(1))) - np.uint64(1))
+            hits &= hits - np.uint64(1)
+            if acc[i] < t:  # t may have dropped since the bits were taken
+                row_buf[n] = hamming_key(acc[i], b0 + i)
+                n += 1
+                if n == row_buf.shape[0]:
+                    t = np.int32(select_smallest(row_buf, n, k) >> ROW_BITS)
+                    n = k
+    count[q] = n
+    thr[q] = t
 
 
 @njit(cache=True, parallel=True)
 def hamming_topk_batch(codes, queries, width, allow, heaps):
     """codes uint64[n, w], queries uint64[nq, w], width = (0,) * w -> heaps
-    int64[nchunks, nq, k] of the best keys per chunk of rows (filled with KEY_NONE by the
-    caller). Queries go through a block two at a time, so each loaded code word serves
-    both."""
+    int64[nchunks, nq, k] of the best keys per chunk of rows, unordered (filled with
+    KEY_NONE by the caller). Queries go through a block two at a time, so each loaded code
+    word serves both.
+
+    Selection is a buffer per query rather than a heap: candidates under the threshold
+    are appended (a store), and every k appends one quickselect keeps the best k and
+    lowers the threshold. For the funnel's deep k (k*m: hundreds) a heap paid a sift-down
+    of log2(k) levels per accepted row, ~k*ln(n/k) of them per query: 1.6x the time of
+    k=10 at k=320 on 250k rows (Zen 3); with the buffer, and the rows below the threshold
+    found through a bit mask rather than a branch per row, 1.5x."""
     w = len(width)  # a compile-time constant (see the module docstring)
     n = codes.shape[0]
     nchunks, nq, k = heaps.shape
@@ -106,6 +132,9 @@ def hamming_topk_batch(codes, queries, width, allow, heaps):
         cols = np.empty((w, BATCH_BLOCK), dtype=np.uint64)
         base = np.empty(BATCH_BLOCK, dtype=np.int32)
         acc = np.empty((2, BATCH_BLOCK), dtype=np.int32)
+        buf = np.empty((nq, 2 * k), dtype=np.int64)
+        count = np.zeros(nq, dtype=np.int64)
+        thr = np.full(nq, masked, dtype=np.int32)  # masked rows never pass
         for b0 in range(lo, hi, BATCH_BLOCK):
             m = min(hi, b0 + BATCH_BLOCK) - b0
             for i in range(m):
@@ -122,15 +151,22 @@ def hamming_topk_batch(codes, queries, width, allow, heaps):
                         a1 += np.int32(popcount64(v ^ queries[q0 + 1, j]))
                     acc[0, i] = a0
                     acc[1, i] = a1
-                _select_block(heaps[c, q0], acc[0], m, b0)
-                _select_block(heaps[c, q0 + 1], acc[1], m, b0)
+                _collect_block(buf, count, thr, q0, acc[0], m, b0, k)
+                _collect_block(buf, count, thr, q0 + 1, acc[1], m, b0, k)
             if nq % 2:
                 for i in range(m):
                     a0 = base[i]
                     for j in range(w):
                         a0 += np.int32(popcount64(cols[j, i] ^ queries[nq - 1, j]))
                     acc[0, i] = a0
-                _select_block(heaps[c, nq - 1], acc[0], m, b0)
+                _collect_block(buf, count, thr, nq - 1, acc[0], m, b0, k)
+        for q in range(nq):
+            got = count[q]
+            if got > k:
+                select_smallest(buf[q], got, k)
+                got = k
+            for i in range(got):
+                heaps[c, q, i] = buf[q, i]
 
 
 def new_heaps(nchunks: int, nq: int, k: int) -> np.ndarray:

@@ -45,6 +45,37 @@ def heap_replace_top(heap, key):
     heap[i] = key
 
 
+@njit(cache=True)
+def select_smallest(buf, n, k):
+    """Move the k smallest of the distinct keys buf[:n] into buf[:k] (in no order), in
+    place (quickselect, middle-of-three pivots); returns the largest of them."""
+    lo, hi = 0, n - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        a, b, c = buf[lo], buf[mid], buf[hi]
+        pivot = max(min(a, b), min(max(a, b), c))
+        i, j = lo, hi
+        while i <= j:
+            while buf[i] < pivot:
+                i += 1
+            while buf[j] > pivot:
+                j -= 1
+            if i <= j:
+                buf[i], buf[j] = buf[j], buf[i]
+                i += 1
+                j -= 1
+        if k - 1 <= j:
+            hi = j
+        elif k - 1 >= i:
+            lo = i
+        else:
+            break
+    top = buf[0]
+    for i in range(1, k):
+        top = max(top, buf[i])
+    return top
+
+
 def split_hamming_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (keys >> ROW_BITS).astype(np.int32), (keys & ROW_MASK).astype(np.int64)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..codecs import dequantize_int8
 from ..errors import (
     ChecksumMismatch,
     EdgevecError,
@@ -28,12 +29,14 @@ from ..errors import (
     TruncatedFile,
     from_os_error,
 )
-from .directory import Directory, Section, parse_directory, words_for
+from .directory import Directory, Section, SegmentInfo, parse_directory, words_for
 from .layout import (
     ALIGN,
     DATA_START,
     SLOT_OFFSETS,
     SLOT_SIZE,
+    VERSION_MAJOR,
+    VERSION_MINOR,
     Preamble,
     Slot,
     crc32,
@@ -223,6 +226,9 @@ class Snapshot:
         data = self.directory.by_segment[(prefix + ".bytes", segment)]
         return StringTable(self.array(off), self.array(data), path=self.path, where=off.offset)
 
+    def blob_names(self) -> list[str]:
+        return sorted(self.directory.blobs)
+
     def blob(self, name: str) -> bytes | None:
         sec = self.directory.blobs.get(name)
         return None if sec is None else bytes(self.array(sec))
@@ -244,34 +250,108 @@ class Snapshot:
             self._checked.add(sec)
         return cal
 
-    # --- rows --------------------------------------------------------------------------
+    # --- rows and segments: the one row API (nothing else reads sections by kind) ---------
 
-    def locate(self, row: int) -> tuple[int, int]:
-        """Global row -> (segment, local row)."""
-        if not 0 <= row < self.rows:
-            raise InvalidInput(f"row {row} is outside [0, {self.rows}) of {self.path}")
-        starts = [s.row_start for s in self.directory.segments]
-        seg = int(np.searchsorted(starts, row, side="right")) - 1
-        # skip empty segments that share a start
-        while self.directory.segments[seg].rows == 0:
-            seg -= 1
-        return seg, row - starts[seg]
+    @property
+    def segments(self) -> list[SegmentInfo]:
+        """(rows, row_start) of every segment, in row order."""
+        return self.directory.segments
 
-    def id_at(self, seg: int, local: int) -> int | str:
+    @property
+    def has_f16(self) -> bool:
+        return "f16" in self.meta["codecs"]
+
+    def segment_codes(self, seg: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The (binary, int8, float16 or None) code arrays of segment `seg`."""
+        return (self.segment_array("binary", seg), self.segment_array("int8", seg),
+                self.segment_array("f16", seg))
+
+    def segment_ids(self, seg: int) -> list[int | str]:
+        """The ids of every row of segment `seg` (deleted ones too), in row order."""
         if self.meta["id_type"] == "int":
-            return int(self.segment_array("ids.int", seg)[local])
-        return self.table("ids", seg).get(local)
+            return self.segment_array("ids.int", seg).tolist()
+        table = self.table("ids", seg)
+        return [] if table is None else table.all()
 
-    def text_at(self, seg: int, local: int) -> str | None:
-        """The row's text; None when it has none (an empty text is stored as none)."""
-        t = self.table("texts", seg)
-        return (t.get(local) or None) if t is not None else None
-
-    def metadata_at(self, seg: int, local: int) -> dict[str, Any] | None:
-        t = self.table("meta", seg)
-        if t is None:
+    def deleted_in(self, seg: int) -> np.ndarray | None:
+        """bool [rows of `seg`]: True for its deleted rows; None when none are deleted."""
+        if not self.meta["deleted"]:
             return None
-        raw = t.get(local)
+        info = self.directory.segments[seg]
+        part = self.deleted_mask()[info.row_start:info.row_start + info.rows]
+        return part if part.any() else None
+
+    def live_rows(self, seg: int | None = None) -> np.ndarray:
+        """int64 rows not deleted: global rows of the file, or local rows of `seg`."""
+        if seg is None:
+            return (np.flatnonzero(~self.deleted_mask()) if self.meta["deleted"]
+                    else np.arange(self.rows, dtype=np.int64))
+        deleted = self.deleted_in(seg)
+        n = self.directory.segments[seg].rows
+        return np.arange(n, dtype=np.int64) if deleted is None else np.flatnonzero(~deleted)
+
+    def _by_segment(self, rows) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
+        """Global rows -> (rows as int64, [(segment, positions in rows, local rows)])."""
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        if not len(rows):
+            return rows, []
+        if rows.min() < 0 or rows.max() >= self.rows:
+            bad = int(rows[(rows < 0) | (rows >= self.rows)][0])
+            raise InvalidInput(f"row {bad} is outside [0, {self.rows}) of {self.path}")
+        ends = np.array([g.row_start + g.rows for g in self.directory.segments], np.int64)
+        seg_of = np.searchsorted(ends, rows, side="right")  # empty segments are skipped
+        if len(ends) == 1:
+            return rows, [(0, np.arange(len(rows)), rows)]
+        out = []
+        for g in np.unique(seg_of).tolist():
+            pos = np.flatnonzero(seg_of == g)
+            out.append((g, pos, rows[pos] - self.directory.segments[g].row_start))
+        return rows, out
+
+    def vectors(self, rows) -> np.ndarray:
+        """float32 [len(rows), dim] of global `rows`: the stored float16 vectors, else the
+        int8 codes decoded with the calibration."""
+        rows, groups = self._by_segment(rows)
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        for g, pos, local in groups:
+            f16 = self.segment_array("f16", g)
+            out[pos] = (f16[local] if f16 is not None else
+                        dequantize_int8(self.segment_array("int8", g)[local], self.calibration()))
+        return out
+
+    def ids_of(self, rows) -> list[int | str]:
+        """The ids of global `rows`, in their order."""
+        rows, groups = self._by_segment(rows)
+        out: list = [None] * len(rows)
+        for g, pos, local in groups:
+            if self.meta["id_type"] == "int":
+                values = self.segment_array("ids.int", g)[local].tolist()
+            else:
+                table = self.table("ids", g)
+                values = [table.get(i) for i in local.tolist()]
+            for p, v in zip(pos.tolist(), values):
+                out[p] = v
+        return out
+
+    def texts_of(self, rows) -> list[str | None]:
+        """The texts of global `rows` (None for a row without one)."""
+        return self._strings_of("texts", rows, lambda raw, g, i: raw or None)
+
+    def metadata_of(self, rows) -> list[dict[str, Any] | None]:
+        """The metadata dicts of global `rows` (None for a row without metadata)."""
+        return self._strings_of("meta", rows, self._parse_metadata)
+
+    def _strings_of(self, prefix: str, rows, convert) -> list:
+        rows, groups = self._by_segment(rows)
+        out: list = [None] * len(rows)
+        for g, pos, local in groups:
+            table = self.table(prefix, g)
+            if table is not None:
+                for p, i in zip(pos.tolist(), local.tolist()):
+                    out[p] = convert(table.get(i), g, i)
+        return out
+
+    def _parse_metadata(self, raw: str, seg: int, local: int) -> dict[str, Any] | None:
         if raw == "":
             return None
         try:
@@ -280,8 +360,16 @@ class Snapshot:
             value = None
         if not isinstance(value, dict):
             raise FormatError(f"metadata of row {local} in segment {seg} is not a JSON object",
-                              path=self.path, offset=t.where)
+                              path=self.path, offset=self.table("meta", seg).where)
         return value
+
+    def column(self, seg: int, name: str) -> "Column | None":
+        """The metadata column `name` of segment `seg`, or None when the segment lacks it."""
+        parts = self.directory.columns.get((seg, name))
+        if parts is None:
+            return None
+        return Column(self, self.directory.column_types[(seg, name)], parts)
+
 
     def deleted_mask(self) -> np.ndarray:
         """bool [rows]: True for deleted rows. Built on first use from the tombstones."""
@@ -330,7 +418,7 @@ class Snapshot:
             for local in self._candidates(seg, key):
                 if deleted is not None and deleted[start + local]:
                     continue
-                if self.id_at(seg, local) == ident:
+                if self.ids_of([start + local])[0] == ident:
                     return start + local
         return None
 
@@ -351,6 +439,26 @@ class Snapshot:
                 if row is not None:
                     out[j] = row
         return out
+
+    def info(self) -> dict[str, Any]:
+        """Header and directory facts, without touching rows."""
+        d = self.directory
+        by_kind: dict[str, int] = {}
+        for sec in d.sections:
+            by_kind[sec.kind] = by_kind.get(sec.kind, 0) + sec.length
+        meta = self.meta
+        return {
+            "path": self.path,
+            "format_version": f"{self.header.preamble.major}.{self.header.preamble.minor}",
+            "reader_version": f"{VERSION_MAJOR}.{VERSION_MINOR}",
+            "generation": self.generation, "dim": self.dim, "metric": meta["metric"],
+            "rows": self.live, "stored_rows": self.rows, "deleted": meta["deleted"],
+            "segments": len(d.segments), "id_type": meta["id_type"],
+            "codecs": list(meta["codecs"]), "fields": dict(meta["fields"]),
+            "rescore_m": meta.get("rescore_m"), "embedder": meta.get("embedder"),
+            "user": meta["user"], "file_bytes": self.header.file_size,
+            "committed_bytes": self.header.slot.committed_length, "section_bytes": by_kind,
+        }
 
     # --- verification ------------------------------------------------------------------
 
@@ -384,22 +492,20 @@ class Snapshot:
             if not np.array_equal(np.sort(rows), np.arange(info.rows, dtype=rows.dtype)):
                 raise FormatError(f"idrows of segment {seg} is not a permutation of "
                                   f"0..{info.rows - 1}", path=self.path, offset=sec.offset)
-            ids = (self.segment_array("ids.int", seg) if self.meta["id_type"] == "int"
-                   else self.table("ids", seg).all())
+            ids = self.segment_ids(seg)
             if not np.array_equal(id_keys(ids, self.meta["id_type"])[rows], keys):
                 raise FormatError(f"idkeys of segment {seg} do not match its ids",
                                   path=self.path, offset=sec.offset)
-            for (cseg, name), parts in d.columns.items():
-                if cseg == seg and "dict.offsets" in parts:
-                    table = StringTable(self.array(parts["dict.offsets"]),
-                                        self.array(parts["dict.bytes"]), path=self.path,
-                                        where=parts["dict.offsets"].offset)
+            for name in self.meta["fields"]:
+                col = self.column(seg, name)
+                if col is not None and col.ctype == "str":
+                    table = col.dictionary()
                     table.check()
-                    codes = self.array(parts["codes"])
+                    codes = col.array("codes")
                     if len(codes) and (int(codes.min()) < -1 or int(codes.max()) >= len(table)):
                         raise FormatError(f"column {name!r} of segment {seg} has codes outside "
                                           f"[-1, {len(table)})", path=self.path,
-                                          offset=parts["codes"].offset)
+                                          offset=col.where)
             if ("binary", seg) in d.by_segment and d.dim % 64:
                 # padding bits past `dim` must be zero so Hamming distances ignore them
                 last = self.segment_array("binary", seg)[:, words_for(d.dim) - 1]
@@ -408,18 +514,46 @@ class Snapshot:
                     raise FormatError(f"binary codes of segment {seg} set bits past dim "
                                       f"{d.dim}", path=self.path,
                                       offset=d.by_segment[("binary", seg)].offset)
-        deleted = self.deleted_mask()
+        self.deleted_mask()  # checks the tombstones
         # every live id appears once
         if self.rows:
             seen: dict = {}
-            for seg, info in enumerate(d.segments):
-                ids = (self.segment_array("ids.int", seg).tolist() if self.meta["id_type"] ==
-                       "int" else self.table("ids", seg).all())
-                for local, ident in enumerate(ids):
-                    if not deleted[info.row_start + local]:
-                        if ident in seen:
-                            raise FormatError(f"id {ident!r} is live in two rows", path=self.path)
-                        seen[ident] = True
+            for seg in range(len(d.segments)):
+                ids = self.segment_ids(seg)
+                for local in self.live_rows(seg).tolist():
+                    ident = ids[local]
+                    if ident in seen:
+                        raise FormatError(f"id {ident!r} is live in two rows", path=self.path)
+                    seen[ident] = True
         return {"path": self.path, "generation": self.generation, "rows": self.rows,
                 "live": self.live, "sections": len(d.sections), "bytes_checked": nbytes,
                 "ok": True}
+
+
+class Column:
+    """One metadata column of one segment: "str" columns hold dictionary codes (-1 =
+    absent) and a sorted dictionary; "int", "float" and "bool" ones values and validity."""
+
+    def __init__(self, snap: Snapshot, ctype: str, parts: dict[str, Section]) -> None:
+        self.ctype = ctype
+        self._snap, self._parts = snap, parts
+
+    def array(self, part: str) -> np.ndarray:
+        return self._snap.array(self._parts[part])
+
+    def present(self) -> np.ndarray:
+        """bool: rows that have a value."""
+        if self.ctype == "str":
+            return self.array("codes") >= 0
+        return self.array("valid").astype(bool)
+
+    def dictionary(self) -> StringTable:
+        """The sorted distinct values of a "str" column."""
+        off = self._parts["dict.offsets"]
+        return StringTable(self._snap.array(off), self.array("dict.bytes"),
+                           path=self._snap.path, where=off.offset)
+
+    @property
+    def where(self) -> int:
+        """File offset of the column, for error messages."""
+        return min(sec.offset for sec in self._parts.values())

@@ -9,7 +9,7 @@ import numpy as np
 
 from .columns import encode_column
 from .reader import Snapshot
-from .strings import StringTable, encode_table, id_keys, sorted_keys
+from .strings import encode_table, id_keys, sorted_keys
 from .writer import NEW_SEGMENT, Pending
 
 COMPACT_CHUNK_ROWS = 1 << 16
@@ -42,12 +42,6 @@ def batch_pending(*, binary: np.ndarray, int8: np.ndarray, f16: np.ndarray | Non
 
 
 # --- compaction -----------------------------------------------------------------------------
-
-
-def _live_locals(snap: Snapshot) -> list[np.ndarray]:
-    deleted = snap.deleted_mask()
-    return [np.flatnonzero(~deleted[s.row_start:s.row_start + s.rows])
-            for s in snap.directory.segments]
 
 
 def _chunks(snap: Snapshot, kind: str, live: list[np.ndarray]) -> Iterator[np.ndarray]:
@@ -93,19 +87,15 @@ def _table_pending(snap: Snapshot, prefix: str, live: list[np.ndarray], total: i
 def _column_pending(snap: Snapshot, name: str, ctype: str, live: list[np.ndarray],
                     extra: dict) -> list[Pending]:
     """Merge one field's per-segment columns (missing where a segment lacks it)."""
-    cols = snap.directory.columns
-    if not any((seg, name) in cols for seg in range(len(live))):
+    cols = [snap.column(seg, name) for seg in range(len(live))]
+    if all(c is None for c in cols):
         return []
     if ctype == "str":
         vocab: set[str] = set()
         tables = {}
-        for seg in range(len(live)):
-            parts = cols.get((seg, name))
-            if parts:
-                t = StringTable(snap.array(parts["dict.offsets"]),
-                                snap.array(parts["dict.bytes"]), path=snap.path,
-                                where=parts["dict.offsets"].offset)
-                tables[seg] = t.all()
+        for seg, col in enumerate(cols):
+            if col is not None:
+                tables[seg] = col.dictionary().all()
                 vocab.update(tables[seg])
         merged = sorted(vocab)
         lookup = {s: i for i, s in enumerate(merged)}
@@ -115,7 +105,7 @@ def _column_pending(snap: Snapshot, name: str, ctype: str, live: list[np.ndarray
                 codes.append(np.full(len(rows), -1, dtype="<i4"))
                 continue
             remap = np.array([lookup[s] for s in tables[seg]] + [-1], dtype="<i4")
-            local = snap.array(cols[(seg, name)]["codes"])[rows].astype(np.int64)
+            local = cols[seg].array("codes")[rows].astype(np.int64)
             local = np.where((local < 0) | (local >= len(tables[seg])), -1, local)
             codes.append(remap[local])
         all_codes = np.concatenate(codes) if codes else np.zeros(0, "<i4")
@@ -124,14 +114,13 @@ def _column_pending(snap: Snapshot, name: str, ctype: str, live: list[np.ndarray
     else:
         dtype = {"int": "<i8", "float": "<f8", "bool": "|u1"}[ctype]
         values, valid = [], []
-        for seg, rows in enumerate(live):
-            parts_ = cols.get((seg, name))
-            if parts_ is None:  # (the directory checked its type equals meta.fields)
+        for col, rows in zip(cols, live):
+            if col is None:  # (the directory checked its type equals meta.fields)
                 values.append(np.zeros(len(rows), dtype=dtype))
                 valid.append(np.zeros(len(rows), dtype="|u1"))
                 continue
-            values.append(snap.array(parts_["values"])[rows].astype(dtype))
-            valid.append(snap.array(parts_["valid"])[rows])
+            values.append(col.array("values")[rows].astype(dtype))
+            valid.append(col.array("valid")[rows])
         parts = [("values", np.concatenate(values)), ("valid", np.concatenate(valid))]
     return [Pending.of("column", arr, name=name, ctype=ctype, part=part, **extra)
             for part, arr in parts]
@@ -140,7 +129,7 @@ def _column_pending(snap: Snapshot, name: str, ctype: str, live: list[np.ndarray
 def compact_pending(snap: Snapshot) -> tuple[list[Pending], int]:
     """Sections of one segment holding every live row of `snap`, in row order."""
     snap.verify()  # never carry damage into the new file; every index below is now checked
-    live = _live_locals(snap)
+    live = [snap.live_rows(seg) for seg in range(len(snap.segments))]
     total = int(sum(len(r) for r in live))
     extra = {"segment": NEW_SEGMENT}
     out: list[Pending] = []

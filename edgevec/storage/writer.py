@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import EdgevecError, IndexExists, LockedError, WriteFailed
+from ..fileio import fsync_parent
 from .directory import Directory, Section, SegmentInfo
 from .layout import (
     ALIGN,
@@ -66,19 +67,6 @@ def _write_all(fd: int, data, offset: int) -> int:
             raise OSError(errno.EIO, "write returned no progress")
         done += n
     return done
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def empty_directory(meta: dict) -> Directory:
@@ -163,7 +151,7 @@ def create_file(path, meta: dict, *, overwrite: bool = False) -> None:
         else:
             os.link(tmp, path)  # fails if `path` appeared meanwhile; never clobbers
             os.unlink(tmp)
-        _fsync_dir(path)
+        fsync_parent(path)
     except FileExistsError:
         raise IndexExists(f"{path} already exists (created concurrently)") from None
     except OSError as exc:
@@ -334,7 +322,7 @@ class Writer:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours before anyone can see it
             write_fresh(fd, empty_directory(directory_meta), pending, segment_rows)
             os.replace(tmp, self.path)
-            _fsync_dir(self.path)
+            fsync_parent(self.path)
         except OSError as exc:
             os.close(fd)
             if os.path.exists(tmp):

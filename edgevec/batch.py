@@ -1,0 +1,173 @@
+"""The batch encoder: one committed state (a `Snapshot`) and a batch of user rows -> the
+sections to append and the header changes, validated and encoded, ready for one commit.
+
+Calibration on first use (the int8 ranges), sign bits, int8 codes, float16 vectors when
+stored, ids and their lookup keys, texts, metadata JSON and columns, and the funnel's
+rescoring depth m: measured on the first batch of CALIBRATE_MIN_ROWS rows and again when
+the index has grown RECALIBRATE_GROWTH-fold since (on a sample of every live row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import codecs
+from .calibration import choose_m, depth_to_store, needs_calibration
+from .errors import DuplicateId, InvalidInput, UnknownId
+from .storage.columns import encode_columns
+from .storage.directory import MAX_DIM
+from .storage.layout import METRICS
+from .storage.reader import Snapshot
+from .storage.segments import batch_pending
+from .storage.strings import id_keys
+from .storage.writer import Pending
+from .validate import (
+    as_list,
+    check_flag,
+    check_ids,
+    check_k,
+    check_metadata,
+    check_number,
+    check_one_id,
+    check_seed,
+    check_texts,
+    check_vectors,
+    json_dumps,
+    normalise,
+)
+
+# rows sampled (live rows of the index, plus the new batch) when a growing index measures m
+RECALIBRATE_SAMPLE_ROWS = 200_000
+
+
+def new_meta(dim: Any, metric: Any, store_f16: Any, user_metadata: Any) -> dict[str, Any]:
+    """The header of a new, empty index (the arguments of `Index.create`, checked)."""
+    if dim is None:
+        raise InvalidInput("Index.create needs dim= (your own vectors) or model= (texts)")
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) \
+            or not 1 <= int(dim) <= MAX_DIM:
+        raise InvalidInput(f"dim must be an int in [1, {MAX_DIM}], got {dim!r:.60}")
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise InvalidInput(f"metric must be one of {METRICS}, got {metric!r:.60}")
+    user = {} if user_metadata is None else user_metadata
+    if not isinstance(user, dict):
+        raise InvalidInput(f"user_metadata must be a dict, got {type(user).__name__}")
+    json_dumps(user, "user_metadata")
+    codecs_ = ["binary", "int8"] + (["f16"] if check_flag(store_f16, "store_f16") else [])
+    return {"dim": int(dim), "metric": metric, "id_type": None, "codecs": codecs_, "rows": 0,
+            "deleted": 0, "next_auto_id": 0, "fields": {}, "rescore_m": None,
+            "embedder": None, "user": user}
+
+
+def tombstones(snap: Snapshot, ids: Any) -> tuple[list[Pending], int]:
+    """The tombstones that delete live rows by id -> (sections, rows deleted). An id that
+    is not live raises UnknownId and nothing is deleted."""
+    if isinstance(ids, (str, int, np.integer)):  # one id (np.int64(3) was a TypeError)
+        ids = [ids]
+    id_type = snap.meta["id_type"]
+    wanted = list(dict.fromkeys(check_one_id(i, id_type, snap.path)
+                                for i in as_list(ids, "ids")))
+    if not wanted:
+        return [], 0
+    rows = snap.find_many(wanted, id_keys(wanted, id_type))
+    missing = [i for i, r in zip(wanted, rows.tolist()) if r < 0]
+    if missing:
+        raise UnknownId(f"{len(missing)} of {len(wanted)} ids are not in {snap.path} "
+                        f"(first: {missing[0]!r:.60}); nothing was deleted")
+    return [Pending.of("tombstones", np.sort(rows).astype("<u8"))], len(wanted)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one add() commits: sections, header changes, and the ids of the rows."""
+
+    pending: list[Pending]
+    meta: dict[str, Any]
+    ids: list
+    rows: int
+
+
+def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
+           metadata: Any = None) -> Batch:
+    """Check and encode a batch of rows for `snap`'s index (see `Index.add`)."""
+    x = check_vectors(vectors, snap.dim)
+    n = len(x)
+    if n == 0:
+        return Batch([], {}, [], 0)
+    if snap.meta["metric"] == "cosine":
+        x = normalise(x)
+    id_list, id_type, next_auto = check_ids(ids, n, snap.meta["id_type"],
+                                            snap.meta["next_auto_id"], snap.path)
+    text_list = check_texts(texts, n)
+    meta_list = check_metadata(metadata, n)
+    keys = id_keys(id_list, id_type)
+    rows = snap.find_many(id_list, keys)
+    if (rows >= 0).any():
+        j = int(np.argmax(rows >= 0))
+        raise DuplicateId(f"id {id_list[j]!r:.60} is already in {snap.path}; delete it first "
+                          "to replace it; nothing was added")
+
+    meta: dict[str, Any] = {"id_type": id_type, "next_auto_id": next_auto}
+    pending: list[Pending] = []
+    calibration = snap.calibration()
+    if calibration is None:
+        calibration = codecs.calibrate_int8(x)
+        pending.append(Pending.of("calibration", calibration))
+    binary, int8 = codecs.sign_bits(x), codecs.quantize_int8(x, calibration)
+    if needs_calibration(snap.meta.get("rescore_m"), snap.meta.get("rescore_rows"),
+                         snap.live + n):
+        measured = measure_m(snap, x, (binary, int8), calibration=calibration)
+        meta.update(rescore_m=measured["rescore_m"], rescore_rows=measured["rescore_rows"])
+    columns: list = []
+    meta_json = None
+    if meta_list is not None:
+        columns, added = encode_columns(meta_list, snap.meta["fields"])
+        if added:
+            meta["fields"] = {**snap.meta["fields"], **added}
+        meta_json = [json_dumps(m, f"metadata[{i}]") if m else ""
+                     for i, m in enumerate(meta_list)]
+    pending += batch_pending(
+        binary=binary, int8=int8, f16=codecs.to_f16(x) if snap.has_f16 else None,
+        ids=id_list, id_type=id_type, texts=text_list, meta_json=meta_json, columns=columns)
+    return Batch(pending, meta, id_list, n)
+
+
+def measure_m(snap: Snapshot, new: np.ndarray | None = None,
+              new_codes: tuple[np.ndarray, np.ndarray] | None = None, *,
+              calibration: np.ndarray | None = None,
+              target: float = 0.95, k: int = 10, sample_rows: int = RECALIBRATE_SAMPLE_ROWS,
+              queries: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Measure the funnel's depth m on a seeded sample of at most `sample_rows` of the
+    live rows of `snap` and the `new` rows about to be added (checked and normalised,
+    with their `new_codes` and the `calibration` they were encoded with, for the first
+    batch of an index) -> {"rescore_m", "rescore_rows"} (the
+    header fields to commit) and what was measured: "recall_by_m", "reached",
+    "sample_rows"."""
+    target = check_number(target, "target", low=0, high=1, low_open=True)
+    k = check_k(k)
+    queries = check_k(queries, "queries")  # 0 queries once gave recall 1.0 and m=1
+    sample_rows = check_k(sample_rows, "sample_rows")
+    seed = check_seed(seed)
+    live = snap.live_rows()
+    n_new = 0 if new is None else len(new)
+    total = len(live) + n_new
+    if total <= k + 1:
+        raise InvalidInput(f"calibration needs more than {k + 1} rows; the index has {total}")
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(total, size=min(sample_rows, total), replace=False))
+    old, fresh = pick[pick < len(live)], pick[pick >= len(live)] - len(live)
+    cal = snap.calibration() if calibration is None else calibration
+    if not len(old) and len(fresh) == n_new:
+        x, codes = new, new_codes  # the first batch, whole: its codes are at hand
+    else:
+        x = np.concatenate([snap.vectors(live[old])] + ([new[fresh]] if n_new else []))
+        if snap.meta["metric"] == "cosine":  # stored rows come back rounded (f16 or int8)
+            x = normalise(x)
+        codes = None
+    m, recalls = choose_m(x, k=k, target=target, sample=queries, seed=seed,
+                          calibration=cal, codes=codes)
+    return {"rescore_m": depth_to_store(m), "rescore_rows": total,
+            "recall_by_m": recalls, "reached": m is not None, "sample_rows": len(x)}

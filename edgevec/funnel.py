@@ -1,0 +1,142 @@
+"""The funnel: Hamming top-(k*m) over sign bits -> asymmetric int8 rescoring of those
+candidates -> optional float16 rescoring of the best 4k -> top k, ordered by score, ties
+by lower row.
+
+One code path serves one query and a batch: the Hamming stage runs per query below
+BATCH_MIN_QUERIES queries (and may use NumPy in a new process, see search.ScanEngine) and
+through the batch kernel from there on, which loads each code word once for every query;
+both select the same candidates (keys order by distance, then row). Every later stage is
+vectorised over the queries. So a query gets the same rows and scores alone as inside
+any batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import codecs
+from .errors import InvalidInput
+from .search import (
+    best_k,
+    check_k,
+    dot_i8_rescore,
+    dot_i8_topk,
+    exact_topk_f16,
+    f16_scores,
+    hamming_topk,
+    hamming_topk_batch,
+    quantize_queries,
+)
+
+# From this many queries on, the Hamming stage runs through the batch kernel.
+BATCH_MIN_QUERIES = 4
+# float16 rescoring takes the best F16_DEPTH * k candidates by int8 score (int8's error
+# seldom moves a true top-k row further down than that).
+F16_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The arrays of one segment a search reads (views into the index file)."""
+
+    binary: np.ndarray
+    int8: np.ndarray
+    f16: np.ndarray | None
+    row_start: int = 0
+    allow: np.ndarray | None = None
+
+
+def _as_batch(queries: np.ndarray) -> np.ndarray:
+    q = np.asarray(queries, dtype=np.float32)
+    if q.ndim != 2:
+        raise InvalidInput(f"queries must be float32 [nq, d], got shape {list(q.shape)}")
+    return np.ascontiguousarray(q)
+
+
+def _hamming_candidates(seg: Segment, qbits: np.ndarray, depth: int,
+                        threads: int | None) -> np.ndarray:
+    """Local rows int64[nq, c] of each query's `depth` nearest rows by Hamming distance."""
+    if len(qbits) >= BATCH_MIN_QUERIES:
+        return hamming_topk_batch(seg.binary, qbits, depth, allow=seg.allow,
+                                  threads=threads)[1]
+    return np.stack([hamming_topk(seg.binary, qb, depth, allow=seg.allow, threads=threads)[1]
+                     for qb in qbits])
+
+
+def funnel_search(segments: Sequence[Segment], calibration: np.ndarray, queries: np.ndarray,
+                  k: int, *, m: int = 10, rescore_f16: bool = True,
+                  threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """float32 queries [nq, d] (or one [d]) over segments -> (scores float32[nq, k'], global
+    rows int64[nq, k']); k' = min(k, candidates), the same for every query ([k'] arrays
+    for one query)."""
+    single = np.ndim(queries) == 1
+    q = _as_batch(queries[None, :] if single else queries)
+    k = check_k(k)
+    m = check_k(m, "m")
+    nq = len(q)
+    qbits = codecs.sign_bits(q)
+    qq = quantize_queries(q, calibration)
+    scores, rows, seg_of = [], [], []
+    for si, seg in enumerate(segments):
+        if not len(seg.binary) or not nq:
+            continue
+        cand = _hamming_candidates(seg, qbits, k * m, threads)
+        if cand.shape[1] == 0:
+            continue
+        scores.append(dot_i8_rescore(seg.int8, qq, cand))
+        rows.append(cand + seg.row_start)
+        seg_of.append(np.full(cand.shape[1], si, dtype=np.int64))
+    if not rows:
+        out = np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
+    else:
+        sc, rw = np.concatenate(scores, axis=1), np.concatenate(rows, axis=1)
+        if rescore_f16 and all(s.f16 is not None for s in segments):
+            sc, rw = _rescore_f16(segments, q, sc, rw, F16_DEPTH * k)
+        out = best_k(sc.astype(np.float32), rw, k)
+    return (out[0][0], out[1][0]) if single else out
+
+
+def _rescore_f16(segments: Sequence[Segment], q: np.ndarray, scores: np.ndarray,
+                 rows: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact float16 scores of each query's `depth` best candidates by int8 score."""
+    _, keep = best_k(scores.astype(np.float32), rows, depth)
+    starts = np.array([s.row_start for s in segments], dtype=np.int64)
+    seg_of = np.searchsorted(starts, keep, side="right") - 1
+    exact = np.empty(keep.shape, dtype=np.float32)
+    for i in range(len(q)):  # per query, so a query scores the same alone as in a batch
+        for si in np.unique(seg_of[i]).tolist():
+            sel = seg_of[i] == si
+            exact[i, sel] = f16_scores(segments[si].f16, q[i], keep[i, sel] - starts[si])
+    return exact, keep
+
+
+def exact_search(segments: Sequence[Segment], calibration: np.ndarray | None,
+                 queries: np.ndarray, k: int, *, threads: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Every eligible row scored, with float16 where stored, else int8 -> (scores
+    float32[nq, k'], rows int64[nq, k'])."""
+    q = _as_batch(queries)
+    k = check_k(k)
+    qq = None
+    found_s, found_r = [], []
+    for qi in range(len(q)):
+        scores, rows = [], []
+        for seg in segments:
+            if seg.f16 is not None:
+                sc, r = exact_topk_f16(seg.f16, q[qi], k, allow=seg.allow)
+            else:
+                if qq is None:
+                    qq = quantize_queries(q, calibration)
+                sc, r = dot_i8_topk(seg.int8, qq.row(qi), k, allow=seg.allow, threads=threads)
+            scores.append(np.asarray(sc, np.float32))
+            rows.append(r + seg.row_start)
+        s, r = best_k(np.concatenate(scores) if scores else np.zeros(0, np.float32),
+                      np.concatenate(rows) if rows else np.zeros(0, np.int64), k)
+        found_s.append(s)
+        found_r.append(r)
+    if not found_s:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64)
+    return np.stack(found_s), np.stack(found_r)
