@@ -27,8 +27,8 @@ from .errors import (
 )
 from .cpu import hardware
 from .embed import Embedder, ModelError
-from .index import Index, Record, info, open, verify  # noqa: A004 - edgevec.open is public
-from .results import BatchResults, Hit, Results
+from .index import Index, info, open, verify  # noqa: A004 - edgevec.open is public
+from .results import BatchResults, Hit, Record, Results
 
 __version__ = "0.1.0"
 

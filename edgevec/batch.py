@@ -22,7 +22,6 @@ from .storage.directory import MAX_DIM
 from .storage.layout import METRICS
 from .storage.reader import Snapshot
 from .storage.segments import batch_pending
-from .storage.strings import id_keys
 from .storage.writer import Pending
 from .validate import (
     as_list,
@@ -72,7 +71,7 @@ def tombstones(snap: Snapshot, ids: Any) -> tuple[list[Pending], int]:
                                 for i in as_list(ids, "ids")))
     if not wanted:
         return [], 0
-    rows = snap.find_many(wanted, id_keys(wanted, id_type))
+    rows = snap.find_many(wanted)
     missing = [i for i, r in zip(wanted, rows.tolist()) if r < 0]
     if missing:
         raise UnknownId(f"{len(missing)} of {len(wanted)} ids are not in {snap.path} "
@@ -103,8 +102,7 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
                                             snap.meta["next_auto_id"], snap.path)
     text_list = check_texts(texts, n)
     meta_list = check_metadata(metadata, n)
-    keys = id_keys(id_list, id_type)
-    rows = snap.find_many(id_list, keys)
+    rows = snap.find_many(id_list)
     if (rows >= 0).any():
         j = int(np.argmax(rows >= 0))
         raise DuplicateId(f"id {id_list[j]!r:.60} is already in {snap.path}; delete it first "
@@ -119,8 +117,7 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
     binary, int8 = codecs.sign_bits(x), codecs.quantize_int8(x, calibration)
     if needs_calibration(snap.meta.get("rescore_m"), snap.meta.get("rescore_rows"),
                          snap.live + n):
-        measured = measure_m(snap, x, (binary, int8), calibration=calibration)
-        meta.update(rescore_m=measured["rescore_m"], rescore_rows=measured["rescore_rows"])
+        meta.update(measure_m(snap, x, (binary, int8), calibration=calibration)[0])
     columns: list = []
     meta_json = None
     if meta_list is not None:
@@ -139,13 +136,12 @@ def measure_m(snap: Snapshot, new: np.ndarray | None = None,
               new_codes: tuple[np.ndarray, np.ndarray] | None = None, *,
               calibration: np.ndarray | None = None,
               target: float = 0.95, k: int = 10, sample_rows: int = RECALIBRATE_SAMPLE_ROWS,
-              queries: int = 200, seed: int = 0) -> dict[str, Any]:
+              queries: int = 200, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
     """Measure the funnel's depth m on a seeded sample of at most `sample_rows` of the
     live rows of `snap` and the `new` rows about to be added (checked and normalised,
     with their `new_codes` and the `calibration` they were encoded with, for the first
-    batch of an index) -> {"rescore_m", "rescore_rows"} (the
-    header fields to commit) and what was measured: "recall_by_m", "reached",
-    "sample_rows"."""
+    batch of an index) -> (the header change to commit: {"rescore_m", "rescore_rows"},
+    the report: {"m", "reached", "recall_by_m", "sample_rows"})."""
     target = check_number(target, "target", low=0, high=1, low_open=True)
     k = check_k(k)
     queries = check_k(queries, "queries")  # 0 queries once gave recall 1.0 and m=1
@@ -169,5 +165,7 @@ def measure_m(snap: Snapshot, new: np.ndarray | None = None,
         codes = None
     m, recalls = choose_m(x, k=k, target=target, sample=queries, seed=seed,
                           calibration=cal, codes=codes)
-    return {"rescore_m": depth_to_store(m), "rescore_rows": total,
-            "recall_by_m": recalls, "reached": m is not None, "sample_rows": len(x)}
+    chosen = depth_to_store(m)
+    return ({"rescore_m": chosen, "rescore_rows": total},
+            {"m": chosen, "reached": m is not None, "recall_by_m": recalls,
+             "sample_rows": len(x)})

@@ -103,11 +103,9 @@ def convert(vectors: str, output: str, *, ids_path: str | None = None,
                     continue
                 seen.add(w)
                 keep.append(i)
-            if idx._s.meta["id_type"] == "str" or idx._s.rows:
-                from .storage.strings import id_keys
-                cand = [words[i] for i in keep]
-                found = idx._s.find_many(cand, id_keys(cand, "str"))
-                keep = [i for i, r in zip(keep, found.tolist()) if r < 0]
+            if len(idx):  # words already added by an earlier batch are skipped
+                present = idx.contains([words[i] for i in keep])
+                keep = [i for i, p in zip(keep, present.tolist()) if not p]
             zero = ~np.abs(x[keep]).any(axis=1) if keep else np.zeros(0, bool)
             keep = [i for i, z in zip(keep, zero.tolist()) if not z]  # cosine needs norm > 0
             skipped += len(words) - len(keep)

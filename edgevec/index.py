@@ -12,29 +12,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import batch, query
+from . import batch
+from .embed import stored
 from .errors import IdTypeMismatch, IndexStateError, InvalidInput, ReadOnlyError, UnknownId
-from .results import BatchResults, Results
+from .query import search as run_query
+from .results import BatchResults, Record, Results
 from .storage.reader import Snapshot
 from .storage.segments import compact_pending
 from .storage.writer import Writer, create_file
-from .validate import Id, check_flag, check_k, check_one_id, check_path, check_texts
-
-
-@dataclass(frozen=True)
-class Record:
-    """One stored row: its id, its vector (float32, decoded from float16 when stored,
-    else from int8), its text and metadata (None when the row has none)."""
-
-    id: Id
-    vector: np.ndarray
-    text: str | None
-    metadata: dict[str, Any] | None
+from .validate import Id, as_list, check_flag, check_k, check_one_id, check_path, check_texts
 
 
 class Index:
@@ -69,7 +59,6 @@ class Index:
         """
         embedder = None
         if model is not None:
-            from .embed import stored
             embedder = stored.resolve(model, dim)
             dim = embedder.dim
         meta = batch.new_meta(dim, metric, store_f16, user_metadata)
@@ -78,9 +67,7 @@ class Index:
         idx = cls.open(path, writable=True, lock_timeout=lock_timeout)
         if embedder is not None:
             try:
-                sections, change = stored.pending(embedder)
-                idx._w().commit(sections, segment_rows=None, meta=change)
-                idx._embedder = embedder
+                idx._embedder = stored.store(idx._w(), embedder)
             except BaseException:
                 idx.close()
                 raise
@@ -124,6 +111,12 @@ class Index:
     def __len__(self) -> int:
         return self._s.live
 
+    def contains(self, ids: Iterable[Id]) -> np.ndarray:
+        """bool per id: whether a live row has it (`id in index` for many ids at once)."""
+        s = self._s
+        return s.find_many([check_one_id(i, s.meta["id_type"], self._path)
+                            for i in as_list(ids, "ids")]) >= 0
+
     def __contains__(self, ident: object) -> bool:
         try:
             return self._s.find(check_one_id(ident, self._s.meta["id_type"], self._path)) \
@@ -158,20 +151,16 @@ class Index:
         index was opened). Returns True when the state changed."""
         if self._writer is not None:
             return False
-        old = self._s
-        new = Snapshot(self._path)
-        if new.inode == old.inode and new.generation == old.generation:
-            new.close()
-            return False
-        self._snap = new
-        old.close()
-        return True
+        new = self._s.newer()
+        if new is not None:
+            self._snap.close()
+            self._snap = new
+        return new is not None
 
     @property
     def embedder(self):
         """The text model stored in the file (loaded on first use), or None."""
-        if self._embedder is None and self._s.meta.get("embedder"):
-            from .embed import stored
+        if self._embedder is None:
             self._embedder = stored.load(self._s)
         return self._embedder
 
@@ -180,11 +169,6 @@ class Index:
             raise InvalidInput(f"{what} needs a text model, and {self._path} has none: pass "
                                "vectors, or create the index with model=\"minilm-l6\"")
         return self.embedder.encode(texts)
-
-    def _check_embedder(self, embedder: Any) -> None:
-        if embedder is not None:
-            from .embed import stored
-            stored.check(embedder, self._s)
 
     def get(self, ident: Id) -> Record:
         """The stored row with id `ident`; raises `UnknownId` when there is none."""
@@ -227,14 +211,14 @@ class Index:
         """
         s = self._s
         k = check_k(k)
-        self._check_embedder(embedder)
+        stored.check(embedder, s)
         if isinstance(query, str) or (isinstance(query, (list, tuple)) and query
                                       and all(isinstance(t, str) for t in query)):
             single = isinstance(query, str)
             vectors = self._embed([query] if single else list(query), "a text query")
             query = vectors[0] if single else vectors
-        return query_search(s, query, k=k, filter=filter, min_score=min_score, m=m,
-                            exact=exact, rescore_f16=rescore_f16, threads=threads)
+        return run_query(s, query, k=k, filter=filter, min_score=min_score, m=m,
+                         exact=exact, rescore_f16=rescore_f16, threads=threads)
 
     def add(self, vectors: Any = None, *, ids: Sequence[Id] | None = None,
             texts: Sequence[str] | None = None,
@@ -262,7 +246,7 @@ class Index:
             texts = check_texts(texts, None)  # a generator is read once, here
             vectors = self._embed(texts, "add(texts=...) without vectors")
         else:
-            self._check_embedder(embedder)
+            stored.check(embedder, w.snapshot)
         encoded = batch.encode(w.snapshot, vectors, ids=ids, texts=texts, metadata=metadata)
         if encoded.rows:
             w.commit(encoded.pending, segment_rows=encoded.rows, meta=encoded.meta)
@@ -285,12 +269,10 @@ class Index:
         depth m that reaches `target` (one commit). Returns {"m", "reached",
         "recall_by_m", "sample_rows"}."""
         w = self._w()
-        found = batch.measure_m(w.snapshot, target=target, k=k, sample_rows=sample_rows,
-                                queries=queries, seed=seed)
-        w.commit([], segment_rows=None, meta={key: found[key] for key in
-                                              ("rescore_m", "rescore_rows")})
-        return {"m": found["rescore_m"], "reached": found["reached"],
-                "recall_by_m": found["recall_by_m"], "sample_rows": found["sample_rows"]}
+        change, report = batch.measure_m(w.snapshot, target=target, k=k, queries=queries,
+                                         sample_rows=sample_rows, seed=seed)
+        w.commit([], segment_rows=None, meta=change)
+        return report
 
     def compact(self) -> dict[str, int]:
         """Rewrite the live rows into a fresh file that atomically replaces this one.
@@ -304,9 +286,6 @@ class Index:
                 "rows": total}
 
 
-query_search = query.search  # (a module-level name: Index.search's `query` is its argument)
-
-
 def open(path: str | os.PathLike, *, writable: bool = False,  # noqa: A001 - public name
          lock_timeout: float = 0.0) -> Index:
     """Open an index file; see `Index.open`."""
@@ -315,17 +294,11 @@ def open(path: str | os.PathLike, *, writable: bool = False,  # noqa: A001 - pub
 
 def info(path: str | os.PathLike) -> dict[str, Any]:
     """Header and directory facts of an index file, without touching its rows."""
-    return _on_snapshot(path, Snapshot.info)
+    with Snapshot(check_path(path)) as s:
+        return s.info()
 
 
 def verify(path: str | os.PathLike) -> dict[str, Any]:
     """Check every checksum and structural rule of an index file; raises FormatError."""
-    return _on_snapshot(path, Snapshot.verify)
-
-
-def _on_snapshot(path: str | os.PathLike, action) -> Any:
-    s = Snapshot(check_path(path))
-    try:
-        return action(s)
-    finally:
-        s.close()
+    with Snapshot(check_path(path)) as s:
+        return s.verify()

@@ -1,4 +1,4 @@
-"""Search results: frozen value objects over NumPy arrays."""
+"""Search results and stored rows: frozen value objects over NumPy arrays."""
 
 from __future__ import annotations
 
@@ -7,6 +7,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored row (`Index.get`): its id, its vector (float32, decoded from float16 when
+    stored, else from int8), its text and metadata (None when the row has none)."""
+
+    id: int | str
+    vector: np.ndarray
+    text: str | None
+    metadata: dict[str, Any] | None
 
 
 @dataclass(frozen=True)

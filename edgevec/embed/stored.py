@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import DimensionMismatch, InvalidInput, ModelMismatch
 from ..storage.reader import Snapshot
-from ..storage.writer import Pending
+from ..storage.writer import Pending, Writer
 from .embedder import Embedder
 
 PREFIX = "model/"
@@ -29,12 +29,14 @@ def resolve(model: Any, dim: Any) -> Embedder:
     return embedder
 
 
-def pending(embedder: Embedder) -> tuple[list[Pending], dict[str, Any]]:
-    """The sections and header change that store `embedder` in an index (one commit)."""
+def store(writer: Writer, embedder: Embedder) -> Embedder:
+    """Put `embedder`'s files into the writer's index as blob sections and its identity
+    into the header, in one commit."""
     blobs = embedder.files()
     sections = [Pending("blob", iter([np.frombuffer(data, np.uint8)]), "|u1", (len(data),),
                         {"name": PREFIX + name}) for name, data in sorted(blobs.items())]
-    return sections, {"embedder": embedder.identity}
+    writer.commit(sections, segment_rows=None, meta={"embedder": embedder.identity})
+    return embedder
 
 
 def load(snap: Snapshot) -> Embedder | None:
@@ -55,7 +57,10 @@ def load(snap: Snapshot) -> Embedder | None:
 
 def check(embedder: Any, snap: Snapshot) -> None:
     """That vectors from `embedder` belong in `snap`'s index: the same model as the stored
-    one (model, tokenizer and pooling), or the right dim for an index without a model."""
+    one (model, tokenizer and pooling), or the right dim for an index without a model.
+    None (the caller named no embedder) passes."""
+    if embedder is None:
+        return
     if not isinstance(embedder, Embedder):
         raise InvalidInput(f"embedder must be an edgevec.Embedder, got "
                            f"{type(embedder).__name__}")

@@ -192,6 +192,21 @@ class Snapshot:
     def live(self) -> int:
         return self.directory.meta["rows"] - self.directory.meta["deleted"]
 
+    def newer(self) -> "Snapshot | None":
+        """A snapshot of the file's newest commit when that is not this one (another
+        process wrote, or replaced the file by compaction), else None."""
+        new = Snapshot(self.path)
+        if new.inode == self.inode and new.generation == self.generation:
+            new.close()
+            return None
+        return new
+
+    def __enter__(self) -> "Snapshot":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         self._views.clear()
         self._deleted = None
@@ -422,11 +437,13 @@ class Snapshot:
                     return start + local
         return None
 
-    def find_many(self, ids, keys: np.ndarray) -> np.ndarray:
-        """Global rows (int64, -1 when absent) of live rows for `ids` with their `keys`."""
-        out = np.full(len(keys), -1, dtype=np.int64)
-        if not len(keys):
+    def find_many(self, ids) -> np.ndarray:
+        """Global rows (int64, -1 when absent) of the live rows with `ids` (of the index's
+        id type)."""
+        out = np.full(len(ids), -1, dtype=np.int64)
+        if not len(ids) or self.meta["id_type"] is None:
             return out
+        keys = id_keys(ids, self.meta["id_type"])
         for seg in range(len(self.directory.segments)):
             n = self.directory.segments[seg].rows
             if n == 0:
