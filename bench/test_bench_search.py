@@ -37,6 +37,11 @@ def _models_env():
     build_model("minilm-l6", allow_download=False)
 
 
+# bump when what a build writes changes, so a cached file is built again (2: m measured
+# with queries made off the rows, and again after 4x growth)
+BUILD_VERSION = 2
+
+
 def _index(data_dir: str, n: int) -> tuple[str, np.ndarray]:
     _models_env()
     x = embedding_like(n, seed=11)
@@ -47,7 +52,7 @@ def _index(data_dir: str, n: int) -> tuple[str, np.ndarray]:
                 b = min(n, a + 250_000)
                 idx.add(x[a:b], ids=list(range(a, b)),
                         texts=[f"passage {i}" for i in range(a, b)])
-    return cached(os.path.join(data_dir, f"search-{n}.edgevec"), make), x
+    return cached(os.path.join(data_dir, f"search-{n}-v{BUILD_VERSION}.edgevec"), make), x
 
 
 def near_rows(x: np.ndarray, count: int) -> np.ndarray:
@@ -181,16 +186,21 @@ def test_batch_of_1000_vector_queries_vs_single_calls(data_dir):
     path, x = _index(data_dir, 1_000_000)
     q = near_rows(x, 1000)
     with edgevec.open(path) as idx:
+        idx_m = idx.info()["rescore_m"]
         idx.search(q[:8], k=10)  # warm: kernels, page cache
         idx.search(q[0], k=10)
-        t = time.perf_counter()
-        batch = idx.search(q, k=10)
-        t_batch = time.perf_counter() - t
-        t = time.perf_counter()
-        singles = [idx.search(v, k=10) for v in q]
-        t_single = time.perf_counter() - t
+        times_batch, times_single = [], []
+        for _ in range(3):  # alternating rounds; medians (the machine is shared)
+            t = time.perf_counter()
+            batch = idx.search(q, k=10)
+            times_batch.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            singles = [idx.search(v, k=10) for v in q]
+            times_single.append(time.perf_counter() - t)
         assert all(a == b for a, b in zip(batch, singles))  # checked after timing
+    t_batch, t_single = float(np.median(times_batch)), float(np.median(times_single))
     ratio = t_single / t_batch
-    print(f"\n1,000 vector queries, 1M rows x 384-d, k=10: one batch call {t_batch:.2f} s, "
-          f"1,000 single calls {t_single:.2f} s -> {ratio:.1f}x (issue target 3x)")
-    assert ratio >= 1.5
+    print(f"\n1,000 vector queries, 1M rows x 384-d, k=10, m={idx_m} (calibrated): one batch "
+          f"call {t_batch:.2f} s, 1,000 single calls {t_single:.2f} s -> {ratio:.1f}x (issue "
+          "target 3x)")
+    assert ratio >= 2.5  # the target is 3x; a shared machine's noise gets some slack here

@@ -18,15 +18,17 @@ from . import codecs
 from .calibration import choose_m, depth_to_store, needs_calibration
 from .errors import DuplicateId, InvalidInput, UnknownId
 from .storage.columns import encode_columns
-from .storage.directory import MAX_DIM
 from .storage.layout import METRICS
 from .storage.reader import Snapshot
 from .storage.segments import batch_pending
 from .storage.writer import Pending
 from .validate import (
     as_list,
+    check_choice,
+    check_dim,
     check_flag,
     check_ids,
+    check_json_object,
     check_k,
     check_metadata,
     check_number,
@@ -46,19 +48,11 @@ def new_meta(dim: Any, metric: Any, store_f16: Any, user_metadata: Any) -> dict[
     """The header of a new, empty index (the arguments of `Index.create`, checked)."""
     if dim is None:
         raise InvalidInput("Index.create needs dim= (your own vectors) or model= (texts)")
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) \
-            or not 1 <= int(dim) <= MAX_DIM:
-        raise InvalidInput(f"dim must be an int in [1, {MAX_DIM}], got {dim!r:.60}")
-    if not isinstance(metric, str) or metric not in METRICS:
-        raise InvalidInput(f"metric must be one of {METRICS}, got {metric!r:.60}")
-    user = {} if user_metadata is None else user_metadata
-    if not isinstance(user, dict):
-        raise InvalidInput(f"user_metadata must be a dict, got {type(user).__name__}")
-    json_dumps(user, "user_metadata")
     codecs_ = ["binary", "int8"] + (["f16"] if check_flag(store_f16, "store_f16") else [])
-    return {"dim": int(dim), "metric": metric, "id_type": None, "codecs": codecs_, "rows": 0,
-            "deleted": 0, "next_auto_id": 0, "fields": {}, "rescore_m": None,
-            "embedder": None, "user": user}
+    return {"dim": check_dim(dim), "metric": check_choice(metric, METRICS, "metric"),
+            "id_type": None, "codecs": codecs_, "rows": 0, "deleted": 0, "next_auto_id": 0,
+            "fields": {}, "rescore_m": None, "embedder": None,
+            "user": check_json_object(user_metadata, "user_metadata")}
 
 
 def tombstones(snap: Snapshot, ids: Any) -> tuple[list[Pending], int]:

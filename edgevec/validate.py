@@ -15,6 +15,7 @@ import numpy as np
 from .errors import DimensionMismatch, DuplicateId, IdTypeMismatch, InvalidInput
 from .paths import check_path  # noqa: F401 - re-exported: every argument check in one place
 from .storage.columns import check_field_name
+from .storage.directory import MAX_DIM
 
 Id = int | str
 MAX_ID_BYTES = 4096
@@ -26,6 +27,29 @@ def check_flag(value: Any, what: str) -> bool:
                                                and value in (0, 1)):
         return bool(value)
     raise InvalidInput(f"{what} must be True or False, got {value!r:.60}")
+
+
+def check_dim(dim: Any) -> int:
+    """A vector dimension: an int in [1, MAX_DIM]."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) \
+            or not 1 <= int(dim) <= MAX_DIM:
+        raise InvalidInput(f"dim must be an int in [1, {MAX_DIM}], got {dim!r:.60}")
+    return int(dim)
+
+
+def check_choice(value: Any, choices: tuple, what: str) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidInput(f"{what} must be one of {choices}, got {value!r:.60}")
+    return value
+
+
+def check_json_object(value: Any, what: str) -> dict:
+    """A dict that JSON can store (None -> {})."""
+    value = {} if value is None else value
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} must be a dict, got {type(value).__name__}")
+    json_dumps(value, what)
+    return value
 
 
 def check_k(k: Any, what: str = "k") -> int:

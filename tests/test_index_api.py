@@ -36,6 +36,10 @@ def test_add_get_delete_reopen(path):
         assert ids == batch_ids(0, 20) and len(idx) == 20
         assert idx.delete(["b0-r3", "b0-r4"]) == 2
         assert len(idx) == 18 and "b0-r3" not in idx and "b0-r5" in idx
+        assert idx.contains(["b0-r5", "b0-r3", "nope", "b0-r19"]).tolist() == [
+            True, False, False, True]  # `in` for many ids at once
+        with pytest.raises(edgevec.IdTypeMismatch):
+            idx.contains([5])
     with edgevec.open(path) as idx:
         assert len(idx) == 18 and not idx.writable
         rec = idx.get("b0-r7")
