@@ -1,12 +1,7 @@
-"""The user-facing `Index`: the lifecycle of one .edgevec file (create, open, refresh,
-close), its facts, `get` and `ids`, and thin `search`, `add`, `delete`, `compact` and
-`calibrate` over the layers below:
-
-- edgevec.query (the planner): a snapshot and queries -> results;
-- edgevec.batch (the encoder): a snapshot and user rows -> the sections to commit;
-- edgevec.embed.stored: the text model the file carries;
-- edgevec.storage: the file (Snapshot reads one committed state, Writer commits).
-"""
+"""The user-facing `Index`: the lifecycle of one .edgevec file, its facts and rows, and
+thin `search`, `add`, `delete`, `compact` and `calibrate` over edgevec.query (the planner),
+edgevec.batch (the encoder), edgevec.embed.stored (the model the file carries) and
+edgevec.storage (Snapshot reads one committed state, Writer commits)."""
 
 from __future__ import annotations
 
@@ -28,12 +23,9 @@ from .validate import Id, as_list, check_flag, check_k, check_one_id, check_path
 
 
 class Index:
-    """A vector index stored in one .edgevec file.
-
-    Create one with `Index.create`, open one with `Index.open` / `edgevec.open`. A
+    """A vector index stored in one .edgevec file: `Index.create` or `edgevec.open`. A
     read-only index memory-maps the file and never changes it; a writable one holds the
-    file's writer lock until `close()`.
-    """
+    file's writer lock until `close()`."""
 
     def __init__(self, path: str, snapshot: Snapshot, writer: Writer | None) -> None:
         self._path = path
@@ -46,17 +38,12 @@ class Index:
                model: Any = None, metric: str = "cosine", store_f16: bool = False,
                overwrite: bool = False, user_metadata: dict[str, Any] | None = None,
                lock_timeout: float = 0.0) -> "Index":
-        """Create an empty index file and open it for writing.
-
-        path: the file to create; an existing file is an error unless `overwrite`.
-        dim: vector dimension, 1..65536 (bring-your-own vectors).
-        model: a text model (a name such as "minilm-l6", a model directory or an
-            Embedder). Its files are stored inside the index, which then embeds texts on
-            `add` and text queries on `search` with exactly that model; `dim` follows.
-        metric: "cosine" (vectors are L2-normalised on add) or "dot".
-        store_f16: also store float16 vectors (exact rescoring and `get`; +2 bytes/dim/row).
-        user_metadata: a JSON object stored in the file header (e.g. corpus name).
-        """
+        """Create an empty index file (an existing one only with `overwrite`), open for
+        writing. dim: 1..65536, for your own vectors; or model: a model name
+        ("minilm-l6"), directory or Embedder, stored in the file, which then embeds texts
+        on `add` and `search` with exactly that model. metric: "cosine" (rows are
+        L2-normalised) or "dot". store_f16: keep float16 vectors too (exact rescoring and
+        `get`; +2 bytes/dim/row). user_metadata: a JSON object kept in the header."""
         embedder = None
         if model is not None:
             embedder = stored.resolve(model, dim)
@@ -194,21 +181,16 @@ class Index:
                min_score: float | None = None, m: int | None = None, exact: bool = False,
                rescore_f16: bool = True, threads: int | None = None,
                embedder: Any = None) -> Results | BatchResults:
-        """Search by text or by vector: a str or a [dim] vector gives `Results`; a list of
-        str or an [n, dim] array gives `BatchResults` (array-shaped, one row per query).
+        """Search by text or vector: a str or a [dim] vector gives `Results`, a list of
+        str or an [n, dim] array `BatchResults` (array-shaped, a row per query); k results
+        per query (fewer only when fewer rows match).
 
-        k: results per query (fewer only when fewer rows match).
         filter: metadata condition, e.g. {"lang": "en", "year": {"$gte": 2020}} (see
-            edgevec.filters); evaluated as a row mask inside the scan.
-        min_score: drop results scoring below this.
-        m: rescoring depth of the funnel: k*m candidates by Hamming distance are rescored
-            with int8 (then the best 4k with float16 when stored). Default: the depth
-            measured when the index was built (and again as it grew).
-        exact: skip the funnel: scan every row (float16 when stored, else int8).
-        threads: threads for the scans (default: all cores).
-        embedder: only to check that vectors you embedded yourself come from the index's
-            model: an Embedder whose identity differs raises ModelMismatch.
-        """
+        edgevec.filters), a row mask inside the scan. min_score: drop lower scores.
+        m: the funnel's depth: k*m candidates by Hamming distance rescored with int8, the
+        best 4k then with float16 when stored (default: the depth measured on the index).
+        exact: scan every row instead. threads: for the scans (default: all cores).
+        embedder: checks that vectors you embedded come from the index's model."""
         s = self._s
         k = check_k(k)
         stored.check(embedder, s)
@@ -224,21 +206,15 @@ class Index:
             texts: Sequence[str] | None = None,
             metadata: Sequence[dict[str, Any] | None] | None = None,
             embedder: Any = None) -> list[Id]:
-        """Add a batch of rows as one atomic commit and return their ids.
+        """Add a batch of rows as one atomic commit; returns their ids.
 
-        vectors: float array [n, dim] (or [dim] for one row); finite values. With metric
-            "cosine" rows are L2-normalised (a zero row is an error).
-        ids: n unique ids, all int or all str (the index keeps the type of its first
-            batch). Omitted: consecutive ints are assigned. An id already live in the index
-            raises `DuplicateId` and nothing is written.
-        texts: n strings stored with the rows; without vectors, an index with a model
-            embeds them.
-        metadata: n dicts (or None) of JSON values; scalar fields become filterable columns.
-
-        The first batch of at least 1,000 rows measures the funnel's rescoring depth m
-        (recall@10 >= 0.95 against exact search, see edgevec.calibration), and so does
-        every batch that leaves the index 4x the size it had when m was last measured.
-        """
+        vectors: finite floats [n, dim] (or [dim]); "cosine" L2-normalises them (a zero row
+        is an error). ids: n unique ints or strs, of the index's id type (default:
+        consecutive ints); a live one raises DuplicateId and nothing is written. texts: n
+        strs stored with the rows (embedded when no vectors are given and the index has
+        a model). metadata: n dicts or None; scalar fields become filterable columns.
+        The first batch of 1,000+ rows measures the funnel's depth m (edgevec.calibration),
+        and so does every batch that leaves the index 4x its size at the last measurement."""
         w = self._w()
         if vectors is None:
             if texts is None:
@@ -263,11 +239,9 @@ class Index:
 
     def calibrate(self, *, target: float = 0.95, k: int = 10, sample_rows: int = 50_000,
                   queries: int = 200, seed: int = 0) -> dict[str, Any]:
-        """Measure the funnel's recall@k against exact search on a seeded sample of at most
-        `sample_rows` live rows (float16 when stored, else int8 decoded), with `queries`
-        queries made from them (see edgevec.calibration), and store the smallest rescoring
-        depth m that reaches `target` (one commit). Returns {"m", "reached",
-        "recall_by_m", "sample_rows"}."""
+        """Measure recall@k against exact search on a seeded sample of live rows, with
+        `queries` queries made from them (edgevec.calibration), and store the smallest m
+        that reaches `target`. Returns {"m", "reached", "recall_by_m", "sample_rows"}."""
         w = self._w()
         change, report = batch.measure_m(w.snapshot, target=target, k=k, queries=queries,
                                          sample_rows=sample_rows, seed=seed)
