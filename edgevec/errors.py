@@ -176,6 +176,19 @@ class ModelError(EdgevecError):  # noqa: N818 - named like the other errors
     """A model directory or file is missing, damaged, or does not match its manifest."""
 
 
+class MissingExtra(EdgevecError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the
+    extra to install (pip install 'edgevec[name]')."""
+
+    def __init__(self, feature: str, extra: str) -> None:
+        super().__init__(f"{feature} needs the optional dependencies of edgevec[{extra}]: "
+                         f"pip install 'edgevec[{extra}]'")
+        self.feature, self.extra = feature, extra
+
+    def __reduce__(self):  # pickles (to a worker process and back) with its arguments
+        return type(self), (self.feature, self.extra)
+
+
 def from_os_error(exc: OSError, doing: str, fix: str, path=None) -> EdgevecError:
     """The EdgevecError for an OSError met while `doing` something: permission problems are
     AccessDenied, a missing file or folder InvalidInput, anything else (a full disk, an I/O

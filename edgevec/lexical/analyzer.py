@@ -1,0 +1,126 @@
+"""The analyzer: text -> terms, the same way when a file is built and when it is queried.
+
+Steps: Unicode NFKC, then casefold (so "Ｆｕｌｌ" and "full", "Straße" and "strasse" meet);
+split into runs of Unicode word characters (letters, digits, underscore, marks), keeping
+one-letter tokens and numbers; drop tokens of MAX_TOKEN_BYTES or more UTF-8 bytes (hashes,
+base64, minified code: they never match a query and bloat the term table); cut runs of CJK
+characters (Han, kana, Hangul) into overlapping character bigrams, a lone CJK character
+staying a unigram, as Lucene's CJKBigramFilter does (there are no spaces to split on);
+drop stop words when a stop list is set; stem with a Snowball stemmer (PyStemmer, the
+`edgevec[stem]` extra) when one is set. Lone surrogates and other non-word characters
+fall away in the split.
+
+An index stores its analyzer's `settings()` and `fingerprint()`; queries are analyzed
+with `Analyzer.from_settings(stored)`, never with the caller's defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from typing import Any
+
+from ..errors import EdgevecError, InvalidInput, MissingExtra
+from ..fileio import sha256_bytes
+
+ANALYZER_VERSION = 1  # bump when the same settings would give other terms
+MAX_TOKEN_BYTES = 40
+
+_WORD = re.compile(r"\w+")
+# Han (with extension A and compatibility ideographs), Hiragana, Katakana, Hangul syllables
+_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u309f\u30a0-\u30ff"
+                  "\uac00-\ud7af]+")
+
+# English function words: articles, auxiliaries, conjunctions, prepositions, pronouns
+STOP_WORDS = {
+    "en": frozenset("""a an and are as at be been but by can could did do does for from had
+        has have he her his i if in into is it its me my no nor not of on or our she so such
+        than that the their them then there these they this those to us was we were what
+        when where which who will with would you your""".split()),
+}
+
+
+class Analyzer:
+    """Text -> terms (see the module doc). `stop_words`: None or "en". `stemmer`: None or
+    a Snowball language ("english", "german", ...; needs the `edgevec[stem]` extra)."""
+
+    def __init__(self, *, stop_words: str | None = None, stemmer: str | None = None) -> None:
+        if stop_words is not None and stop_words not in STOP_WORDS:
+            raise InvalidInput(f"stop_words must be None or one of {sorted(STOP_WORDS)}, got "
+                               f"{stop_words!r:.60}")
+        if stemmer is not None and not isinstance(stemmer, str):
+            raise InvalidInput(f"stemmer must be None or a Snowball language name, got "
+                               f"{stemmer!r:.60}")
+        self.stop_words = stop_words
+        self.stemmer = stemmer
+        self._stop = STOP_WORDS[stop_words] if stop_words else frozenset()
+        self._stem = _load_stemmer(stemmer) if stemmer else None
+
+    # --- what an index stores ----------------------------------------------------------------
+
+    def settings(self) -> dict[str, Any]:
+        return {"version": ANALYZER_VERSION, "stop_words": self.stop_words,
+                "stemmer": self.stemmer, "max_token_bytes": MAX_TOKEN_BYTES}
+
+    def fingerprint(self) -> str:
+        """sha256 over the settings (and so over the analyzer's version)."""
+        return sha256_bytes(json.dumps(self.settings(), sort_keys=True).encode())
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> "Analyzer":
+        """The analyzer an index was built with; a file from a newer analyzer is refused."""
+        if not isinstance(settings, dict) or settings.get("version") != ANALYZER_VERSION \
+                or settings.get("max_token_bytes") != MAX_TOKEN_BYTES:
+            raise EdgevecError(f"the index's text analyzer {settings!r:.120} is not one this "
+                               f"edgevec knows (analyzer version {ANALYZER_VERSION}); upgrade "
+                               "edgevec to query it lexically")
+        return cls(stop_words=settings.get("stop_words"), stemmer=settings.get("stemmer"))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Analyzer) and self.settings() == other.settings()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Analyzer(stop_words={self.stop_words!r}, stemmer={self.stemmer!r})"
+
+    # --- analysis ----------------------------------------------------------------------------
+
+    def terms(self, text: str) -> list[str]:
+        """The terms of `text`, in order (repeats kept: they are term frequencies)."""
+        if not isinstance(text, str):
+            raise InvalidInput(f"text must be a str, got {type(text).__name__}")
+        out: list[str] = []
+        for token in _WORD.findall(unicodedata.normalize("NFKC", text).casefold()):
+            if len(token.encode("utf-8", "surrogatepass")) >= MAX_TOKEN_BYTES:
+                continue
+            if _CJK.search(token) is None:
+                out.append(token)
+                continue
+            last = 0
+            for run in _CJK.finditer(token):
+                if run.start() > last:
+                    out.append(token[last:run.start()])
+                chars = run.group()
+                out.extend([chars] if len(chars) == 1 else
+                           [chars[i:i + 2] for i in range(len(chars) - 1)])
+                last = run.end()
+            if last < len(token):
+                out.append(token[last:])
+        if self._stop:
+            out = [t for t in out if t not in self._stop]
+        if self._stem is not None:
+            out = self._stem.stemWords(out)
+        return out
+
+
+def _load_stemmer(language: str):
+    try:
+        import Stemmer  # PyStemmer
+    except ImportError:
+        raise MissingExtra(f"stemming ({language!r}, PyStemmer)", "stem") from None
+    if language not in Stemmer.algorithms():
+        raise InvalidInput(f"stemmer {language!r} is not a Snowball language; use one of "
+                           f"{', '.join(sorted(Stemmer.algorithms()))}")
+    return Stemmer.Stemmer(language)

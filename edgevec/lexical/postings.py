@@ -1,0 +1,150 @@
+"""Postings of one segment: which rows hold each term, how often, and how long each row
+is. Built from the analyzed terms of a batch of rows; read back by the BM25 scan.
+
+Layout (what a segment stores; formats/SPEC.md once the sections are written):
+- terms: the segment's distinct terms, sorted by their UTF-8 bytes (a string table);
+- df: uint32 per term, the number of rows holding it;
+- offsets: uint64 per term + 1, byte offsets into `data`;
+- data: per term, its rows ascending, each as LEB128 varints (row - previous row, with
+  -1 before the first; then the term frequency): rows of a common term are near each
+  other (gaps of a byte), rare terms take 2-3 bytes a row;
+- norms: one byte per row, the row's length in terms (SmallFloat below);
+- totals: rows and the sum of row lengths, so BM25's N and avgdl are sums over
+  segments at query time and `add` never rewrites anything global.
+
+Row length as a byte (SmallFloat, after Lucene's: exact where it matters, ~6% steps
+beyond): lengths below 32 are exact; above, the code keeps the exponent and four bits
+below the leading one; lengths of 2**19 terms or more share code 255.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NORM_EXACT = 16  # codes below this are the length itself
+
+
+def length_to_norm(lengths: np.ndarray) -> np.ndarray:
+    """uint8 codes of row lengths (ints >= 0)."""
+    v = np.asarray(lengths, dtype=np.int64)
+    out = np.empty(v.shape, dtype=np.uint8)
+    small = v < NORM_EXACT
+    out[small] = v[small]
+    big = v[~small]
+    e = np.floor(np.log2(np.maximum(big, 1))).astype(np.int64)
+    e = np.where((1 << (e + 1)) <= big, e + 1, e)  # float log2 can be a hair short
+    e = np.where((1 << e) > big, e - 1, e)
+    m = (big >> (e - 4)) - 16
+    code = NORM_EXACT + (e - 4) * 16 + m
+    out[~small] = np.minimum(code, 255)
+    return out
+
+
+def norm_table() -> np.ndarray:
+    """float32[256]: the (smallest) length each code stands for."""
+    codes = np.arange(256)
+    e = (codes - NORM_EXACT) // 16 + 4
+    m = (codes - NORM_EXACT) % 16
+    return np.where(codes < NORM_EXACT, codes, (16 + m) << np.maximum(e - 4, 0)).astype(
+        np.float32)
+
+
+def _varints(values: np.ndarray) -> np.ndarray:
+    """LEB128 bytes of non-negative ints, in order."""
+    values = np.asarray(values, dtype=np.uint64)
+    nbytes = np.ones(len(values), dtype=np.int64)
+    for shift in range(7, 64, 7):
+        nbytes += values >= (np.uint64(1) << np.uint64(shift))
+    out = np.empty(int(nbytes.sum()), dtype=np.uint8)
+    start = np.concatenate([[0], np.cumsum(nbytes)[:-1]])
+    rest = values.copy()
+    for j in range(int(nbytes.max(initial=0))):
+        live = nbytes > j
+        byte = (rest[live] & np.uint64(0x7F)).astype(np.uint8)
+        more = nbytes[live] > j + 1
+        out[start[live] + j] = byte | (more.astype(np.uint8) << 7)
+        rest[live] >>= np.uint64(7)
+    return out
+
+
+@dataclass(frozen=True)
+class Postings:
+    terms: list[str]
+    df: np.ndarray        # uint32 [T]
+    offsets: np.ndarray   # uint64 [T + 1]
+    data: np.ndarray      # uint8 [bytes]
+    norms: np.ndarray     # uint8 [n]
+    totals: np.ndarray    # uint64 [2]: rows, sum of lengths
+
+    @classmethod
+    def build(cls, term_lists: list[list[str]]) -> "Postings":
+        """From the terms of each row (a row may have none)."""
+        n = len(term_lists)
+        lengths = np.fromiter((len(t) for t in term_lists), dtype=np.int64, count=n)
+        vocab: dict[str, int] = {}
+        term_ids, rows = [], []
+        for row, terms in enumerate(term_lists):
+            for t in terms:
+                term_ids.append(vocab.setdefault(t, len(vocab)))
+            rows.append(np.full(len(terms), row, dtype=np.int64))
+        tid = np.array(term_ids, dtype=np.int64)
+        row_of = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        names = list(vocab)
+        # order terms by UTF-8 bytes (str order would differ beyond the BMP)
+        order = sorted(range(len(names)), key=lambda i: names[i].encode("utf-8"))
+        rank = np.empty(len(names), dtype=np.int64)
+        rank[order] = np.arange(len(names))
+        tid = rank[tid] if len(tid) else tid
+        # (term, row) pairs with their counts
+        pair = np.unique(tid * max(n, 1) + row_of, return_counts=True) if len(tid) else (
+            np.zeros(0, np.int64), np.zeros(0, np.int64))
+        keys, tf = pair
+        p_term, p_row = keys // max(n, 1), keys % max(n, 1)
+        df = np.bincount(p_term, minlength=len(names)).astype(np.uint32)
+        first = np.concatenate([[True], p_term[1:] != p_term[:-1]]) if len(p_term) else \
+            np.zeros(0, bool)
+        gaps = np.where(first, p_row + 1, np.diff(p_row, prepend=0))  # first: row - (-1)
+        pieces = np.empty(2 * len(gaps), dtype=np.int64)
+        pieces[0::2], pieces[1::2] = gaps, tf
+        data = _varints(pieces)
+        # byte offset of each term's first posting
+        per_posting = np.diff(np.concatenate([[0], _posting_ends(pieces)]))
+        term_bytes = np.bincount(p_term, weights=per_posting, minlength=len(names))
+        offsets = np.zeros(len(names) + 1, dtype=np.uint64)
+        np.cumsum(term_bytes.astype(np.uint64), out=offsets[1:])
+        return cls([names[i] for i in order], df, offsets, data, length_to_norm(lengths),
+                   np.array([n, int(lengths.sum())], dtype=np.uint64))
+
+    def rows_of(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, term frequencies) of term index t, decoded (NumPy; for tests and tools)."""
+        chunk = self.data[int(self.offsets[t]):int(self.offsets[t + 1])]
+        values = decode_varints(chunk)
+        return np.cumsum(values[0::2]) - 1, values[1::2]
+
+
+def _posting_ends(pieces: np.ndarray) -> np.ndarray:
+    """Byte offset just past each (gap, tf) pair in the varint stream."""
+    sizes = np.ones(len(pieces), dtype=np.int64)
+    v = pieces.astype(np.uint64)
+    for shift in range(7, 64, 7):
+        sizes += v >= (np.uint64(1) << np.uint64(shift))
+    return np.cumsum(sizes)[1::2] if len(sizes) else np.zeros(0, np.int64)
+
+
+def decode_varints(chunk: np.ndarray) -> np.ndarray:
+    """LEB128 bytes -> int64 values (NumPy reference; a truncated last value is an error)."""
+    chunk = np.asarray(chunk, dtype=np.uint8)
+    ends = np.flatnonzero(chunk < 0x80)
+    if len(chunk) and (not len(ends) or ends[-1] != len(chunk) - 1):
+        raise ValueError("varint stream ends inside a value")
+    out = np.zeros(len(ends), dtype=np.int64)
+    start = 0
+    for i, end in enumerate(ends.tolist()):
+        value = 0
+        for j, b in enumerate(chunk[start:end + 1].tolist()):
+            value |= (b & 0x7F) << (7 * j)
+        out[i] = value
+        start = end + 1
+    return out

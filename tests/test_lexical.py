@@ -1,0 +1,122 @@
+"""The lexical analyzer (the same terms at build and at query time, on any text) and the
+postings of a segment."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+
+import numpy as np
+import pytest
+
+import edgevec
+from edgevec.lexical import Analyzer
+from edgevec.lexical.analyzer import MAX_TOKEN_BYTES
+from edgevec.lexical.postings import Postings, _varints, decode_varints, length_to_norm, norm_table
+
+
+def test_normalises_case_and_width_and_splits_on_word_characters():
+    a = Analyzer()
+    assert a.terms("Ｆｕｌｌ-width ＡＢＣ, Straße: x_y é 42 a I") == [
+        "full", "width", "abc", "strasse", "x_y", "é", "42", "a", "i"]  # one-letter, numbers
+    assert a.terms("e\u0301") == ["é"]  # NFKC composes
+    assert a.terms("") == [] and a.terms(" ,.;!? ") == []
+
+
+def test_tokens_of_max_bytes_or_more_are_dropped():
+    a = Analyzer()
+    keep, drop = "k" * (MAX_TOKEN_BYTES - 1), "d" * MAX_TOKEN_BYTES
+    assert a.terms(f"{keep} {drop} ok") == [keep, "ok"]
+    assert a.terms("é" * (MAX_TOKEN_BYTES // 2)) == []  # bytes, not characters
+
+
+def test_cjk_runs_become_character_bigrams():
+    a = Analyzer()
+    assert a.terms("中文分词") == ["中文", "文分", "分词"]
+    assert a.terms("中") == ["中"]  # a lone character stays a unigram
+    assert a.terms("abc中def 日本語のテキスト 한국어") == [
+        "abc", "中", "def", "日本", "本語", "語の", "のテ", "テキ", "キス", "スト", "한국", "국어"]
+
+
+def test_stop_words_and_repeats():
+    assert Analyzer(stop_words="en").terms("The cat is on THE mat, the cat") == [
+        "cat", "mat", "cat"]  # repeats stay: they are term frequencies
+    assert Analyzer(stop_words="en").terms("the of and") == []
+    with pytest.raises(edgevec.InvalidInput, match="stop_words"):
+        Analyzer(stop_words="xx")
+
+
+def test_hostile_text_never_crashes():
+    a = Analyzer()
+    assert a.terms("bad \ud800 surrogate") == ["bad", "surrogate"]
+    big = "word " * 2_000_000  # 10 MB
+    assert len(a.terms(big)) == 2_000_000
+    with pytest.raises(edgevec.InvalidInput, match="str"):
+        a.terms(b"bytes")
+
+
+def test_settings_round_trip_and_fingerprint():
+    a = Analyzer(stop_words="en")
+    b = Analyzer.from_settings(a.settings())
+    assert a == b and a.fingerprint() == b.fingerprint()
+    assert a.fingerprint() != Analyzer().fingerprint()
+    with pytest.raises(edgevec.EdgevecError, match="analyzer version"):
+        Analyzer.from_settings(dict(a.settings(), version=99))
+
+
+def test_stemming_with_pystemmer_or_a_clear_missing_extra(monkeypatch):
+    pytest.importorskip("Stemmer")
+    a = Analyzer(stemmer="english")
+    assert a.terms("Running cats ran") == ["run", "cat", "ran"]
+    assert Analyzer.from_settings(a.settings()) == a
+    with pytest.raises(edgevec.InvalidInput, match="Snowball"):
+        Analyzer(stemmer="klingon")
+    monkeypatch.setitem(sys.modules, "Stemmer", None)  # as if not installed
+    with pytest.raises(edgevec.MissingExtra, match=r"pip install 'edgevec\[stem\]'") as err:
+        Analyzer(stemmer="english")
+    again = pickle.loads(pickle.dumps(err.value))  # crosses process boundaries intact
+    assert isinstance(again, edgevec.EdgevecError) and again.extra == "stem"
+
+
+# --- postings ---------------------------------------------------------------------------------
+
+
+def test_postings_hold_every_row_and_frequency_of_every_term():
+    rng = np.random.default_rng(3)
+    words = [f"w{i}" for i in range(50)] + ["é", "中文", "\U0001f600x"]
+    rows = [list(rng.choice(words, size=rng.integers(0, 30))) for _ in range(400)]
+    rows[7] = []
+    p = Postings.build(rows)
+    assert p.terms == sorted(set(sum(rows, [])), key=lambda t: t.encode("utf-8"))
+    assert p.totals.tolist() == [400, sum(len(r) for r in rows)]
+    for t, term in enumerate(p.terms):
+        got_rows, got_tf = p.rows_of(t)
+        want = {i: r.count(term) for i, r in enumerate(rows) if term in r}
+        assert got_rows.tolist() == sorted(want) and got_tf.tolist() == [
+            want[i] for i in sorted(want)]
+        assert p.df[t] == len(want)
+    assert int(p.offsets[-1]) == len(p.data)
+
+
+def test_postings_of_nothing():
+    p = Postings.build([[], []])
+    assert p.terms == [] and len(p.data) == 0 and p.offsets.tolist() == [0]
+    assert p.norms.tolist() == [0, 0] and p.totals.tolist() == [2, 0]
+
+
+def test_varints_round_trip_and_truncation_is_an_error():
+    values = np.array([0, 1, 127, 128, 300, 2**21, 2**35, 2**63 - 1], dtype=np.int64)
+    assert decode_varints(_varints(values)).tolist() == values.tolist()
+    with pytest.raises(ValueError, match="inside a value"):
+        decode_varints(_varints(values)[:-1])
+
+
+def test_length_norms_are_exact_below_32_and_within_6_percent_above():
+    lengths = np.arange(0, 2**19, 3)
+    codes = length_to_norm(lengths)
+    table = norm_table()
+    assert (table[codes[lengths < 32]] == lengths[lengths < 32]).all()
+    assert (np.diff(codes.astype(int)) >= 0).all() and (table[codes] <= lengths).all()
+    big = lengths >= 32
+    assert ((lengths[big] - table[codes[big]]) / lengths[big]).max() < 0.0625
+    assert length_to_norm(np.array([2**19, 10**9])).tolist() == [255, 255]
