@@ -117,6 +117,18 @@ class Postings:
         return cls([names[i] for i in order], df, offsets, data, length_to_norm(lengths),
                    np.array([n, int(lengths.sum())], dtype=np.uint64))
 
+    def find(self, term: str) -> int:
+        """Index of `term` in the sorted term table, or -1 (binary search on UTF-8 bytes)."""
+        key = term.encode("utf-8")
+        lo, hi = 0, len(self.terms)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.terms[mid].encode("utf-8") < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo if lo < len(self.terms) and self.terms[lo] == term else -1
+
     def rows_of(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, term frequencies) of term index t, decoded (NumPy; for tests and tools)."""
         chunk = self.data[int(self.offsets[t]):int(self.offsets[t + 1])]

@@ -1,0 +1,67 @@
+"""BM25 accumulation over varint postings (edgevec.lexical.postings), term at a time.
+
+For each query term, its postings are decoded (LEB128 row gaps and term frequencies) and
+each row's score grows by weight * tf / (tf + denom[norm of the row]); rows are recorded
+the first time they score. Terms go in the caller's order, so every row's sum is
+accumulated in the same order whatever else is searched: scores are reproducible.
+
+The kernel checks what it decodes as it goes (a value running past the term's bytes or
+64 bits, a row at or past n): postings come from a file, and a bad byte must become an
+error, not a read out of bounds. It returns the number of rows touched, or -1 for damage.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, inline="always")
+def _varint(data, pos, end):
+    """(value, next position), or (-1, -1) when the value runs past `end` or 63 bits."""
+    value = np.int64(0)
+    shift = 0
+    while pos < end:
+        b = np.int64(data[pos])
+        pos += 1
+        if shift > 56 and (b >> (63 - shift)) != 0:
+            return np.int64(-1), -1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+    return np.int64(-1), -1
+
+
+@njit(cache=True)
+def bm25_accumulate(data, offsets, terms, weights, norms, denom, acc, touched):
+    """data uint8[bytes], offsets uint64[T + 1], terms int64[q] (indexes < T), weights
+    float32[q] (query tf * idf), norms uint8[n], denom float32[256] (k1 * (1 - b + b *
+    length / avgdl) per norm code), acc float32[n] (zeros), touched int32[n] ->
+    rows touched (their indexes in touched[:count]), or -1 when the postings are damaged."""
+    n = norms.shape[0]
+    count = 0
+    for qi in range(terms.shape[0]):
+        t = terms[qi]
+        w = weights[qi]
+        pos = np.int64(offsets[t])
+        end = np.int64(offsets[t + 1])
+        if pos > end or end > data.shape[0]:
+            return -1
+        row = np.int64(-1)
+        while pos < end:
+            gap, pos = _varint(data, pos, end)
+            if gap <= 0:
+                return -1
+            tf, pos = _varint(data, pos, end)
+            if tf <= 0:
+                return -1
+            row += gap
+            if row >= n:
+                return -1
+            f = np.float32(tf)
+            if acc[row] == 0:  # every term weight and tf is > 0: a scored row is > 0
+                touched[count] = row
+                count += 1
+            acc[row] += w * f / (f + denom[norms[row]])
+    return count
