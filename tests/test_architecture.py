@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = [("edgevec.errors", 0), ("edgevec.paths", 0), ("edgevec.fileio", 0), ("edgevec.kernels", 1), ("edgevec.codecs", 2),
           ("edgevec.storage", 3), ("edgevec.embed", 4), ("edgevec.lexical", 4), ("edgevec.search", 5),
           ("edgevec.filters", 5), ("edgevec.validate", 5), ("edgevec.results", 5),
-          ("edgevec.cpu", 5), ("edgevec.funnel", 6), ("edgevec.lexical.bm25", 6), ("edgevec.calibration", 7),
+          ("edgevec.cpu", 5), ("edgevec.funnel", 6), ("edgevec.lexical.bm25", 6), ("edgevec.fusion", 6), ("edgevec.calibration", 7),
           ("edgevec.query", 8), ("edgevec.batch", 8), ("edgevec.index", 9), ("edgevec", 10),
           ("edgevec.cli", 11), ("edgevec.build", 11), ("edgevec.ingest", 11),
           ("edgevec.convert", 11), ("edgevec.corpus", 11), ("edgevec.demo", 11),

@@ -187,3 +187,20 @@ def test_damaged_postings_are_an_error_not_a_crash():
     for damaged in (bad_row, runaway, past_end):
         with pytest.raises(edgevec.FormatError, match="damaged"):
             bm25.search([damaged], ["a", "b", "c"], 3)
+
+
+# --- fusion -----------------------------------------------------------------------------------
+
+
+def test_rrf_sums_reciprocal_ranks_and_says_who_found_each_row():
+    from edgevec.fusion import rrf
+    dense, lexical = np.array([5, 3, 9]), np.array([3, 7])
+    scores, rows, ranks = rrf([dense, lexical], 10, rrf_k=10)
+    assert rows.tolist() == [3, 5, 7, 9]  # 3 is in both lists
+    np.testing.assert_allclose(scores, [1 / 12 + 1 / 11, 1 / 11, 1 / 12, 1 / 13])
+    assert ranks.tolist() == [[2, 1], [1, 0], [0, 2], [3, 0]]
+    s, r, _ = rrf([np.array([1, 2]), np.array([2, 1])], 1)  # a tie goes to the lower row
+    assert r.tolist() == [1] and rrf([np.zeros(0, np.int64)], 3)[1].tolist() == []
+    assert rrf([dense, lexical], 10, depth=1)[1].tolist() == [3, 5]
+    with pytest.raises(edgevec.InvalidInput, match="rrf_k"):
+        rrf([dense], 3, rrf_k=0)
