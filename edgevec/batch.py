@@ -17,11 +17,15 @@ import numpy as np
 from . import codecs
 from .calibration import choose_m, depth_to_store, needs_calibration
 from .errors import DuplicateId, InvalidInput, UnknownId
+from .fusion import RRF_DEPTH, RRF_K
+from .lexical import Analyzer
+from .lexical.bm25 import BM25
 from .storage.columns import encode_columns
+from .storage.postings import Postings
 from .storage.layout import METRICS
 from .storage.reader import Snapshot
-from .storage.segments import batch_pending
-from .storage.writer import Pending
+from .storage.segments import batch_pending, compact_pending, postings_pending
+from .storage.writer import NEW_SEGMENT, Pending
 from .validate import (
     as_list,
     check_choice,
@@ -44,15 +48,25 @@ from .validate import (
 RECALIBRATE_SAMPLE_ROWS = 200_000
 
 
-def new_meta(dim: Any, metric: Any, store_f16: Any, user_metadata: Any) -> dict[str, Any]:
-    """The header of a new, empty index (the arguments of `Index.create`, checked)."""
+def new_meta(dim: Any, metric: Any, store_f16: Any, user_metadata: Any,
+             lexical: Any = False) -> dict[str, Any]:
+    """The header of a new, empty index (the arguments of `Index.create`, checked).
+    `lexical`: False, True (the default analyzer) or an `Analyzer`."""
     if dim is None:
         raise InvalidInput("Index.create needs dim= (your own vectors) or model= (texts)")
     codecs_ = ["binary", "int8"] + (["f16"] if check_flag(store_f16, "store_f16") else [])
+    if isinstance(lexical, Analyzer):
+        analyzer = lexical
+    else:
+        analyzer = Analyzer(stop_words="en") if check_flag(lexical, "lexical") else None
     return {"dim": check_dim(dim), "metric": check_choice(metric, METRICS, "metric"),
             "id_type": None, "codecs": codecs_, "rows": 0, "deleted": 0, "next_auto_id": 0,
             "fields": {}, "rescore_m": None, "embedder": None,
-            "user": check_json_object(user_metadata, "user_metadata")}
+            "user": check_json_object(user_metadata, "user_metadata"),
+            "lexical": None if analyzer is None else {
+                "analyzer": analyzer.settings(), "fingerprint": analyzer.fingerprint(),
+                "bm25": {"k1": BM25().k1, "b": BM25().b},
+                "rrf": {"k": RRF_K, "depth": RRF_DEPTH}}}
 
 
 def tombstones(snap: Snapshot, ids: Any) -> tuple[list[Pending], int]:
@@ -71,6 +85,19 @@ def tombstones(snap: Snapshot, ids: Any) -> tuple[list[Pending], int]:
         raise UnknownId(f"{len(missing)} of {len(wanted)} ids are not in {snap.path} "
                         f"(first: {missing[0]!r:.60}); nothing was deleted")
     return [Pending.of("tombstones", np.sort(rows).astype("<u8"))], len(wanted)
+
+
+def compaction(snap: Snapshot) -> tuple[list[Pending], int]:
+    """The sections of one segment holding every live row of `snap` (see
+    storage.segments.compact_pending), with the postings rebuilt from the live rows'
+    texts by the index's own analyzer (the same terms as when they were added)."""
+    pending, total = compact_pending(snap)
+    if snap.meta.get("lexical") and total:
+        analyzer = Analyzer.from_settings(snap.meta["lexical"]["analyzer"])
+        texts = snap.texts_of(snap.live_rows())
+        pending += postings_pending(Postings.build([analyzer.terms(t or "") for t in texts]),
+                                    {"segment": NEW_SEGMENT})
+    return pending, total
 
 
 @dataclass(frozen=True)
@@ -96,6 +123,13 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
                                             snap.meta["next_auto_id"], snap.path)
     text_list = check_texts(texts, n)
     meta_list = check_metadata(metadata, n)
+    postings = None
+    if snap.meta.get("lexical"):
+        if text_list is None:
+            raise InvalidInput(f"{snap.path} keeps lexical postings (hybrid search): pass "
+                               "texts= with every batch")
+        analyzer = Analyzer.from_settings(snap.meta["lexical"]["analyzer"])
+        postings = Postings.build([analyzer.terms(t) for t in text_list])
     rows = snap.find_many(id_list)
     if (rows >= 0).any():
         j = int(np.argmax(rows >= 0))
@@ -122,7 +156,8 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
                      for i, m in enumerate(meta_list)]
     pending += batch_pending(
         binary=binary, int8=int8, f16=codecs.to_f16(x) if snap.has_f16 else None,
-        ids=id_list, id_type=id_type, texts=text_list, meta_json=meta_json, columns=columns)
+        ids=id_list, id_type=id_type, texts=text_list, meta_json=meta_json, columns=columns,
+        postings=postings)
     return Batch(pending, meta, id_list, n)
 
 

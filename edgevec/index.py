@@ -14,12 +14,14 @@ import numpy as np
 from . import batch
 from .embed import stored
 from .errors import IdTypeMismatch, IndexStateError, InvalidInput, ReadOnlyError, UnknownId
+from .query import MODES
 from .query import search as run_query
 from .results import BatchResults, Record, Results
 from .storage.reader import Snapshot
-from .storage.segments import compact_pending
 from .storage.writer import Writer, create_file
-from .validate import Id, as_list, check_flag, check_k, check_one_id, check_path, check_texts
+from .validate import (
+    Id, as_list, check_choice, check_flag, check_k, check_one_id, check_path, check_texts,
+)
 
 
 class Index:
@@ -37,18 +39,21 @@ class Index:
     def create(cls, path: str | os.PathLike, *, dim: int | None = None,
                model: Any = None, metric: str = "cosine", store_f16: bool = False,
                overwrite: bool = False, user_metadata: dict[str, Any] | None = None,
-               lock_timeout: float = 0.0) -> "Index":
+               lexical: Any = None, lock_timeout: float = 0.0) -> "Index":
         """Create an empty index file (an existing one only with `overwrite`), open for
         writing. dim: 1..65536, for your own vectors; or model: a model name
         ("minilm-l6"), directory or Embedder, stored in the file, which then embeds texts
         on `add` and `search` with exactly that model. metric: "cosine" (rows are
         L2-normalised) or "dot". store_f16: keep float16 vectors too (exact rescoring and
-        `get`; +2 bytes/dim/row). user_metadata: a JSON object kept in the header."""
+        `get`; +2 bytes/dim/row). user_metadata: a JSON object kept in the header.
+        lexical: keep BM25 postings of the texts for lexical and hybrid search (True, or
+        an edgevec.lexical.Analyzer; default: True with a model, else False)."""
         embedder = None
         if model is not None:
             embedder = stored.resolve(model, dim)
             dim = embedder.dim
-        meta = batch.new_meta(dim, metric, store_f16, user_metadata)
+        meta = batch.new_meta(dim, metric, store_f16, user_metadata,
+                              model is not None if lexical is None else lexical)
         path = check_path(path)
         create_file(path, meta, overwrite=check_flag(overwrite, "overwrite"))
         idx = cls.open(path, writable=True, lock_timeout=lock_timeout)
@@ -180,7 +185,7 @@ class Index:
     def search(self, query: Any, k: int = 10, *, filter: dict | None = None,  # noqa: A002
                min_score: float | None = None, m: int | None = None, exact: bool = False,
                rescore_f16: bool = True, threads: int | None = None,
-               embedder: Any = None) -> Results | BatchResults:
+               embedder: Any = None, mode: str | None = None) -> Results | BatchResults:
         """Search by text or vector: a str or a [dim] vector gives `Results`, a list of
         str or an [n, dim] array `BatchResults` (array-shaped, a row per query); k results
         per query (fewer only when fewer rows match).
@@ -190,17 +195,28 @@ class Index:
         m: the funnel's depth: k*m candidates by Hamming distance rescored with int8, the
         best 4k then with float16 when stored (default: the depth measured on the index).
         exact: scan every row instead. threads: for the scans (default: all cores).
-        embedder: checks that vectors you embedded come from the index's model."""
+        embedder: checks that vectors you embedded come from the index's model.
+        mode: "dense", "lexical" (BM25) or "hybrid" (both, fused by reciprocal rank; hits
+        carry `ranks`); default: hybrid for text on an index with postings (lexical when
+        it has no model), dense for vectors. Scores (and min_score) follow the mode."""
         s = self._s
         k = check_k(k)
         stored.check(embedder, s)
+        if mode is not None:
+            check_choice(mode, MODES, "mode")
+        texts, single = None, None
         if isinstance(query, str) or (isinstance(query, (list, tuple)) and query
                                       and all(isinstance(t, str) for t in query)):
             single = isinstance(query, str)
-            vectors = self._embed([query] if single else list(query), "a text query")
-            query = vectors[0] if single else vectors
-        return run_query(s, query, k=k, filter=filter, min_score=min_score, m=m,
-                         exact=exact, rescore_f16=rescore_f16, threads=threads)
+            texts = [query] if single else list(query)
+            query = None
+            if mode != "lexical" and (mode is not None or not s.meta.get("lexical")
+                                      or s.meta.get("embedder")):
+                vectors = self._embed(texts, "a text query")
+                query = vectors[0] if single else vectors
+        return run_query(s, query, texts=texts, mode=mode, k=k, filter=filter,
+                         min_score=min_score, m=m, exact=exact, rescore_f16=rescore_f16,
+                         threads=threads, single=single)
 
     def add(self, vectors: Any = None, *, ids: Sequence[Id] | None = None,
             texts: Sequence[str] | None = None,
@@ -254,7 +270,7 @@ class Index:
         w = self._w()
         before = os.path.getsize(self._path)
         s = w.snapshot
-        pending, total = compact_pending(s)
+        pending, total = batch.compaction(s)
         w.replace_with(dict(s.meta, rows=0, deleted=0), pending, total if total else None)
         return {"bytes_before": before, "bytes_after": os.path.getsize(self._path),
                 "rows": total}

@@ -14,9 +14,13 @@ import numpy as np
 
 from .calibration import DEFAULT_M
 from .funnel import Segment, exact_search, funnel_search
+from .fusion import rrf
+from .lexical import Analyzer, bm25
+from .lexical.bm25 import BM25
 from .results import BatchResults, Results
 from .storage.reader import Snapshot
-from .validate import check_flag, check_k, check_number, check_vectors, normalise
+from .errors import InvalidInput
+from .validate import check_choice, check_flag, check_k, check_number, check_vectors, normalise
 
 
 def segments(snap: Snapshot, filter: dict | None = None) -> list[Segment]:  # noqa: A002
@@ -37,38 +41,101 @@ def segments(snap: Snapshot, filter: dict | None = None) -> list[Segment]:  # no
     return out
 
 
-def search(snap: Snapshot, queries: Any, *, k: int = 10, filter: dict | None = None,  # noqa: A002
+MODES = ("dense", "lexical", "hybrid")
+
+
+def search(snap: Snapshot, queries: Any, *, texts: list[str] | None = None,
+           mode: str | None = None, k: int = 10, filter: dict | None = None,  # noqa: A002
            min_score: float | None = None, m: int | None = None, exact: bool = False,
-           rescore_f16: bool = True, threads: int | None = None) -> Results | BatchResults:
-    """Vector queries ([dim] -> `Results`, [nq, dim] -> `BatchResults`) over `snap`; the
-    options are those of `Index.search`."""
-    single = np.ndim(queries) == 1
-    q = check_vectors(queries, snap.dim, "queries")
+           rescore_f16: bool = True, threads: int | None = None,
+           single: bool | None = None) -> Results | BatchResults:
+    """Queries over `snap` -> `Results` (one query) or `BatchResults`. `queries`: vectors
+    ([dim] or [nq, dim]; None for a lexical search), `texts`: the query texts (lexical and
+    hybrid modes). `mode`: "dense", "lexical" or "hybrid" (default: hybrid for texts on
+    an index with postings, else dense). Scores: cosine or dot product (dense), BM25
+    (lexical), the reciprocal-rank fusion score (hybrid); `min_score` applies to them.
+    The other options are those of `Index.search`."""
+    lexical_index = bool(snap.meta.get("lexical"))
+    if mode is None:
+        mode = "hybrid" if texts is not None and lexical_index and queries is not None else (
+            "lexical" if queries is None else "dense")
+    mode = check_choice(mode, MODES, "mode")
+    if mode != "dense" and (texts is None or not lexical_index):
+        raise InvalidInput(f"mode={mode!r} needs a text query and an index with lexical "
+                           f"postings; {snap.path} has {'them' if lexical_index else 'none'} "
+                           "(create it with lexical=True)")
+    if single is None:
+        single = np.ndim(queries) == 1
     k = check_k(k)
     m = check_k(m, "m") if m is not None else (snap.meta.get("rescore_m") or DEFAULT_M)
     exact = check_flag(exact, "exact")
     rescore_f16 = check_flag(rescore_f16, "rescore_f16")
     if min_score is not None:
         min_score = check_number(min_score, "min_score")
-    if snap.meta["metric"] == "cosine":
-        q = normalise(q)
     segs = segments(snap, filter)
-    if not segs or not len(q):
-        scores, rows = np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-    elif exact:
-        scores, rows = exact_search(segs, snap.calibration(), q, k, threads=threads)
-    else:
-        scores, rows = funnel_search(segs, snap.calibration(), q, k, m=m,
-                                     rescore_f16=rescore_f16, threads=threads)
-    counts = np.full(len(q), scores.shape[1], dtype=np.int64)
+    nq = len(texts) if mode == "lexical" else None
+    ranks = None
+    if mode != "lexical":
+        q = check_vectors(queries, snap.dim, "queries")
+        if snap.meta["metric"] == "cosine":
+            q = normalise(q)
+        nq = len(q)
+        depth = k if mode == "dense" else max(k, snap.meta["lexical"]["rrf"]["depth"])
+        if not segs or not nq:
+            scores = np.zeros((nq, 0), np.float32)
+            rows = np.zeros((nq, 0), np.int64)
+        elif exact:
+            scores, rows = exact_search(segs, snap.calibration(), q, depth, threads=threads)
+        else:
+            scores, rows = funnel_search(segs, snap.calibration(), q, depth, m=m,
+                                         rescore_f16=rescore_f16, threads=threads)
+    if mode != "dense":
+        lexical = _lexical(snap, segs, texts, k if mode == "lexical" else depth)
+        if mode == "lexical":
+            scores, rows = _pad(lexical, k)
+        else:
+            fused = [rrf([rows[i], lexical[i][1]], k, rrf_k=snap.meta["lexical"]["rrf"]["k"],
+                         depth=depth) for i in range(nq)]
+            scores, rows = _pad([(f[0].astype(np.float32), f[1]) for f in fused], k)
+            ranks = np.zeros((nq, rows.shape[1], 2), dtype=np.int32)
+            for i, f in enumerate(fused):
+                ranks[i, :len(f[2])] = f[2]
+    counts = np.full(nq, scores.shape[1], dtype=np.int64)
+    if mode != "dense":
+        counts = (rows >= 0).sum(axis=1)
     if min_score is not None:  # scores are sorted: the kept ones are a prefix
-        counts = (scores >= min_score).sum(axis=1)
-    found = materialise(snap, scores, rows, counts)
+        counts = np.minimum(counts, (np.nan_to_num(scores, nan=-np.inf) >= min_score).sum(axis=1))
+    found = materialise(snap, scores, rows, counts, ranks)
     return found[0] if single else found
 
 
+def _lexical(snap: Snapshot, segs: list[Segment], texts: list[str], depth: int
+             ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """BM25 top-`depth` (scores, global rows) of each query text, with the segments'
+    row masks (deleted and filtered rows never come back)."""
+    settings = snap.meta["lexical"]
+    analyzer = Analyzer.from_settings(settings["analyzer"])
+    params = BM25(k1=settings["bm25"]["k1"], b=settings["bm25"]["b"])
+    postings = [snap.postings(g) for g in range(len(snap.segments))]
+    keep = [i for i, p in enumerate(postings) if p is not None]
+    return [bm25.search([postings[i] for i in keep], analyzer.terms(t), depth, params=params,
+                        row_starts=[segs[i].row_start for i in keep],
+                        allow=[segs[i].allow for i in keep]) for t in texts]
+
+
+def _pad(found: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query (scores, rows) of different lengths -> [nq, k'] arrays padded with NaN and
+    -1."""
+    width = max([len(r) for _, r in found] + [0])
+    scores = np.full((len(found), width), np.nan, dtype=np.float32)
+    rows = np.full((len(found), width), -1, dtype=np.int64)
+    for i, (s, r) in enumerate(found):
+        scores[i, :len(r)], rows[i, :len(r)] = s[:k], r[:k]
+    return scores, rows
+
+
 def materialise(snap: Snapshot, scores: np.ndarray, rows: np.ndarray,
-                counts: np.ndarray) -> BatchResults:
+                counts: np.ndarray, ranks: np.ndarray | None = None) -> BatchResults:
     """Ids, texts and metadata of the first counts[i] rows of each query, read once."""
     kept = np.arange(rows.shape[1]) < counts[:, None]
     flat = rows[kept]
@@ -81,6 +148,10 @@ def materialise(snap: Snapshot, scores: np.ndarray, rows: np.ndarray,
     rows.flags.writeable = False
     counts = np.asarray(counts, dtype=np.int64)
     counts.flags.writeable = False
+    if ranks is not None:
+        ranks = np.where(kept[:, :, None], ranks, 0).astype(np.int32)
+        ranks.flags.writeable = False
     return BatchResults(tuple(tuple(ids[a:b]) for a, b in zip(starts, ends)), scores,
                         tuple(tuple(texts[a:b]) for a, b in zip(starts, ends)),
-                        tuple(tuple(metas[a:b]) for a, b in zip(starts, ends)), rows, counts)
+                        tuple(tuple(metas[a:b]) for a, b in zip(starts, ends)), rows, counts,
+                        ranks)

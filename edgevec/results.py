@@ -34,6 +34,8 @@ class Hit:
 class Results:
     """The results of one query, best first (score descending, ties by lower row).
 
+    `ranks` (hybrid search only): int32 [len, 2], each hit's 1-based rank in the dense and
+    in the lexical list (0 = not in that list), to see which retriever found it.
     Equal when they hold the same hits in the same order (arrays compared by value);
     unhashable, like the dicts of metadata they hold."""
 
@@ -42,6 +44,7 @@ class Results:
     texts: tuple
     metadata: tuple
     rows: np.ndarray
+    ranks: np.ndarray | None = None
 
     def __eq__(self, other: object) -> bool:
         # the generated __eq__ compared arrays with ==, whose truth value raises
@@ -50,7 +53,8 @@ class Results:
         return (self.ids == other.ids and self.texts == other.texts
                 and self.metadata == other.metadata
                 and np.array_equal(self.scores, other.scores)
-                and np.array_equal(self.rows, other.rows))
+                and np.array_equal(self.rows, other.rows)
+                and _same_ranks(self.ranks, other.ranks))
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -84,6 +88,7 @@ class BatchResults:
     metadata: tuple
     rows: np.ndarray
     counts: np.ndarray
+    ranks: np.ndarray | None = None  # int32 [nq, k, 2] in hybrid search, see Results
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BatchResults):
@@ -92,7 +97,8 @@ class BatchResults:
                 and self.metadata == other.metadata
                 and np.array_equal(self.counts, other.counts)
                 and np.array_equal(self.rows, other.rows)
-                and np.array_equal(self.scores, other.scores, equal_nan=True))
+                and np.array_equal(self.scores, other.scores, equal_nan=True)
+                and _same_ranks(self.ranks, other.ranks))
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -103,7 +109,7 @@ class BatchResults:
         i = range(len(self))[i]  # negative indexes; IndexError past the end
         n = int(self.counts[i])
         return Results(self.ids[i], self.scores[i, :n], self.texts[i], self.metadata[i],
-                       self.rows[i, :n])
+                       self.rows[i, :n], None if self.ranks is None else self.ranks[i, :n])
 
     def __iter__(self) -> Iterator[Results]:
         return (self[i] for i in range(len(self)))
@@ -115,3 +121,8 @@ class BatchResults:
 
     def to_list(self) -> list[list[dict[str, Any]]]:
         return [r.to_list() for r in self]
+
+
+def _same_ranks(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None
+                                         and np.array_equal(a, b))

@@ -109,8 +109,12 @@ def test_filters_min_score_and_k_rows_when_k_match(built):
         assert set(res.ids) == {"pain", "tcp"}
         res = idx.search("python", k=10, filter={"$not": {"lang": "en"}})
         assert res.ids == ("pain",)
-        res = idx.search("csv files", k=10, min_score=0.5)
+        res = idx.search("csv files", k=10, min_score=0.5, mode="dense")  # cosine >= 0.5
         assert res.ids == ("py-csv",)
+        hybrid = idx.search("csv files", k=10)  # the default for text: RRF scores
+        assert hybrid.ids[0] == "py-csv" and hybrid.ranks[0].tolist() == [1, 1]
+        assert idx.search("csv files", k=10, min_score=float(hybrid.scores[0])).ids == (
+            "py-csv",)  # min_score applies to the mode's score
         with pytest.raises(edgevec.InvalidInput, match="needs a numeric field"):
             idx.search("x", filter={"lang": {"$gt": "a"}})
         with pytest.raises(edgevec.InvalidInput, match=r"unknown operator .\$regex"):

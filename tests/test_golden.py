@@ -10,7 +10,8 @@ import pytest
 
 import edgevec
 
-NAMES = ["empty", "int-ids", "str-ids", "compacted"]
+NAMES = ["empty", "int-ids", "str-ids", "compacted", "lexical"]
+V1_0 = ["empty", "int-ids", "str-ids", "compacted"]  # format 1.0: v1.0/, read, never written
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def test_writer_reproduces_golden_bytes(rebuilt, golden_dir, name):
     assert (rebuilt / (name + ".edgevec")).read_bytes() == committed
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + [f"v1.0/{n}" for n in V1_0])
 def test_reader_returns_golden_rows(golden_dir, name):
     path = os.path.join(golden_dir, name + ".edgevec")
     want = json.load(open(os.path.join(golden_dir, name + ".expected.json"), encoding="utf-8"))
@@ -46,9 +47,11 @@ def test_reader_returns_golden_rows(golden_dir, name):
 
 
 def test_golden_header_bytes_are_as_specified(golden_dir):
+    old = open(os.path.join(golden_dir, "v1.0", "empty.edgevec"), "rb").read()
+    assert old[8:12] == bytes([1, 0, 0, 0])           # major 1, minor 0 (u16 LE each)
     raw = open(os.path.join(golden_dir, "empty.edgevec"), "rb").read()
     assert raw[:8] == b"\x89EDGEVEC"
-    assert raw[8:12] == bytes([1, 0, 0, 0])           # major 1, minor 0 (u16 LE each)
+    assert raw[8:12] == bytes([1, 0, 1, 0])           # major 1, minor 1
     assert raw[12:16] == (1536).to_bytes(4, "little")  # data start
     assert raw[16:20] == (64).to_bytes(4, "little")    # alignment
     assert raw[512:520] == b"EVCOMMIT" and raw[1024:1032] == bytes(8)

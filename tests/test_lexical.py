@@ -12,7 +12,7 @@ import pytest
 import edgevec
 from edgevec.lexical import Analyzer
 from edgevec.lexical.analyzer import MAX_TOKEN_BYTES
-from edgevec.lexical.postings import Postings, _varints, decode_varints, length_to_norm, norm_table
+from edgevec.storage.postings import Postings, _varints, decode_varints, length_to_norm, norm_table
 
 
 def test_normalises_case_and_width_and_splits_on_word_characters():
@@ -204,3 +204,20 @@ def test_rrf_sums_reciprocal_ranks_and_says_who_found_each_row():
     assert rrf([dense, lexical], 10, depth=1)[1].tolist() == [3, 5]
     with pytest.raises(edgevec.InvalidInput, match="rrf_k"):
         rrf([dense], 3, rrf_k=0)
+
+
+def test_check_postings_finds_every_kind_of_damage():
+    from edgevec.kernels.bm25 import check_postings
+    p = Postings.build([["a", "b"], ["a"], ["b", "c", "c"]])
+
+    def check(data=p.data, offsets=p.offsets, df=p.df, n=3):
+        lengths = np.zeros(n, dtype=np.int64)
+        return check_postings(data, offsets, df, lengths), lengths
+    code, lengths = check()
+    assert code == 0 and lengths.tolist() == [2, 1, 3]
+    assert check(df=p.df + np.uint32(1))[0] == 1          # a posting count is not its df
+    assert check(n=2)[0] > 0                               # a row past the segment
+    assert check(offsets=p.offsets[::-1].copy())[0] == -1  # offsets do not start at 0
+    zero_gap = p.data.copy()
+    zero_gap[0] = 0
+    assert check(data=zero_gap)[0] == 1

@@ -1,4 +1,4 @@
-"""BM25 accumulation over varint postings (edgevec.lexical.postings), term at a time.
+"""BM25 accumulation over varint postings (edgevec.storage.postings), term at a time.
 
 For each query term, its postings are decoded (LEB128 row gaps and term frequencies) and
 each row's score grows by weight * tf / (tf + denom[norm of the row]); rows are recorded
@@ -65,3 +65,38 @@ def bm25_accumulate(data, offsets, terms, weights, norms, denom, acc, touched):
                 count += 1
             acc[row] += w * f / (f + denom[norms[row]])
     return count
+
+
+@njit(cache=True)
+def check_postings(data, offsets, df, lengths):
+    """Decode every posting of a segment (verify): 0 when sound, else 1 + the index of the
+    first bad term (offsets out of order or past the data, a value running past its
+    term's bytes, a row gap or tf of 0, a row >= n, a posting count other than its df),
+    or -1 when the offsets do not start at 0 and end at the data's length. lengths
+    int64[n] (zeros) receives each row's sum of term frequencies."""
+    t_count = df.shape[0]
+    n = lengths.shape[0]
+    if np.int64(offsets[0]) != 0 or np.int64(offsets[t_count]) != data.shape[0]:
+        return -1
+    for t in range(t_count):
+        pos = np.int64(offsets[t])
+        end = np.int64(offsets[t + 1])
+        if pos > end:
+            return t + 1
+        row = np.int64(-1)
+        count = 0
+        while pos < end:
+            gap, pos = _varint(data, pos, end)
+            if gap <= 0:
+                return t + 1
+            tf, pos = _varint(data, pos, end)
+            if tf <= 0:
+                return t + 1
+            row += gap
+            if row >= n:
+                return t + 1
+            lengths[row] += tf
+            count += 1
+        if count != np.int64(df[t]):
+            return t + 1
+    return 0

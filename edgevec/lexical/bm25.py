@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import FormatError, InvalidInput
 from ..search import best_k
 from ..validate import check_k, check_number
-from .postings import Postings, norm_table
+from ..storage.postings import Postings, norm_table
 
 _NORMS = norm_table()
 

@@ -24,6 +24,7 @@ from .layout import (
     COLUMN_PARTS,
     DATA_START,
     ID_TYPES,
+    LEXICAL_KINDS,
     METRICS,
     SECTION_KINDS,
     VERSION_MINOR,
@@ -138,7 +139,7 @@ class _Checker:
 
 def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
                     file_minor: int) -> Directory:
-    """Parse and validate a directory (rules D1-D12 of SPEC.md)."""
+    """Parse and validate a directory (rules D1-D13 of SPEC.md)."""
     ck = _Checker(path, dir_offset)
     try:
         doc = json.loads(bytes(raw).decode("utf-8"))
@@ -172,6 +173,10 @@ def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
         if not isinstance(ctype, str) or ctype not in COLUMN_PARTS:
             ck.fail(f"meta.fields[{name!r:.60}] = {ctype!r:.20} is not one of "
                     f"{sorted(COLUMN_PARTS)}")
+
+    lexical = ck.get(meta, "lexical", dict, "meta", optional=True)
+    if lexical is not None:
+        _check_lexical(ck, lexical)
 
     raw_segments = ck.get(doc, "segments", list, "directory")
     segments: list[SegmentInfo] = []
@@ -251,9 +256,24 @@ def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
 
     if tomb_rows != deleted_total:
         ck.fail(f"meta.deleted = {deleted_total} but the tombstone sections hold {tomb_rows} rows")
-    _check_complete(ck, d, has_f16, id_type)
+    _check_complete(ck, d, has_f16, id_type, lexical is not None)
     _check_overlaps(ck, d.sections, dir_offset, len(raw))
     return d
+
+
+def _check_lexical(ck: _Checker, lexical: dict) -> None:
+    """meta.lexical (1.1): the parts search reads, with their types and ranges (what the
+    analyzer's settings mean is the analyzer's to judge)."""
+    ck.get(lexical, "analyzer", dict, "meta.lexical")
+    ck.get(lexical, "fingerprint", str, "meta.lexical")
+    bm25 = ck.get(lexical, "bm25", dict, "meta.lexical")
+    for key, high in (("k1", 1e6), ("b", 1.0)):
+        v = bm25.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= high:
+            ck.fail(f"meta.lexical.bm25.{key} = {v!r:.40} must be a number in [0, {high}]")
+    rrf = ck.get(lexical, "rrf", dict, "meta.lexical")
+    ck.count(rrf, "k", "meta.lexical.rrf", low=1, high=2**31)
+    ck.count(rrf, "depth", "meta.lexical.rrf", low=1, high=2**31)
 
 
 def _check_shape(ck: _Checker, sec: Section, where: str, segments, dim: int) -> None:
@@ -264,8 +284,10 @@ def _check_shape(ck: _Checker, sec: Section, where: str, segments, dim: int) -> 
         expected = (n, words_for(dim))
     elif k in ("int8", "f16"):
         expected = (n, dim)
-    elif k in ("ids.int", "idkeys", "idrows"):
+    elif k in ("ids.int", "idkeys", "idrows", "lex.norms"):
         expected = (n,)
+    elif k == "lex.totals":
+        expected = (2,)
     elif k in ("ids.offsets", "texts.offsets", "meta.offsets"):
         expected = (n + 1,)
     elif k == "calibration":
@@ -310,7 +332,8 @@ def _register(ck: _Checker, d: Directory, sec: Section, where: str) -> None:
         d.by_segment[key] = sec
 
 
-def _check_complete(ck: _Checker, d: Directory, has_f16: bool, id_type: str | None) -> None:
+def _check_complete(ck: _Checker, d: Directory, has_f16: bool, id_type: str | None,
+                    lexical_index: bool | None = None) -> None:
     if d.segments and d.calibration is None:
         ck.fail("the index has rows but no calibration section")
     if d.segments and id_type is None:
@@ -328,6 +351,20 @@ def _check_complete(ck: _Checker, d: Directory, has_f16: bool, id_type: str | No
         for a, b in PAIRED:
             if ((a, s) in d.by_segment) != ((b, s) in d.by_segment):
                 ck.fail(f"segment {s}: sections {a!r} and {b!r} must come together")
+        lexical = [kind for kind in LEXICAL_KINDS if (kind, s) in d.by_segment]
+        if lexical and len(lexical) != len(LEXICAL_KINDS):
+            ck.fail(f"segment {s} has lexical sections {lexical} but not all of "
+                    f"{list(LEXICAL_KINDS)}")
+        if lexical:
+            terms = d.by_segment[("lex.df", s)].shape[0]
+            for kind in ("lex.terms.offsets", "lex.post.offsets"):
+                sec = d.by_segment[(kind, s)]
+                if sec.shape != (terms + 1,):
+                    ck.fail(f"segment {s}: {kind} has shape {list(sec.shape)} for {terms} "
+                            f"terms, expected [{terms + 1}]", SectionLengthMismatch, sec.offset)
+        if lexical_index is not None and lexical_index != bool(lexical) and d.segments[s].rows:
+            ck.fail(f"segment {s}: meta.lexical is {'set' if lexical_index else 'null'} but "
+                    f"the segment {'lacks' if lexical_index else 'has'} lexical sections")
     for (s, name), parts in d.columns.items():
         need = set(COLUMN_PARTS[d.column_types[(s, name)]])
         if set(parts) != need:

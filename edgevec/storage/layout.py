@@ -15,7 +15,7 @@ from ..errors import ChecksumMismatch, HeaderError, NotAnEdgevecFile, Unsupporte
 
 MAGIC = b"\x89EDGEVEC"
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+VERSION_MINOR = 1  # 1.1: lexical postings (lex.* sections, meta.lexical)
 ALIGN = 64
 # The two commit slots live in different 512-byte sectors so that a torn sector write can
 # damage at most one of them.
@@ -29,7 +29,7 @@ _PREAMBLE = struct.Struct("<8sHHIII36xI")
 # magic, generation, dir_offset, dir_length, committed_length, dir_crc32, 16 reserved, crc32
 _SLOT = struct.Struct("<8sQQQQI16xI")
 
-# Section kinds of format 1.0 -> (allowed dtypes, scope). Scope "segment": one per
+# Section kinds (1.0, and the lex.* kinds of 1.1) -> (allowed dtypes, scope). Scope "segment": one per
 # segment; "commit": written by one commit (tombstones); "index": one per file.
 SECTION_KINDS: dict[str, tuple[frozenset[str], str]] = {
     "binary": (frozenset({"<u8"}), "segment"),
@@ -46,9 +46,19 @@ SECTION_KINDS: dict[str, tuple[frozenset[str], str]] = {
     "meta.bytes": (frozenset({"|u1"}), "segment"),
     "column": (frozenset({"<i8", "<f8", "|u1", "<i4", "<u8"}), "segment"),
     "tombstones": (frozenset({"<u8"}), "commit"),
+    "lex.terms.offsets": (frozenset({"<u8"}), "segment"),
+    "lex.terms.bytes": (frozenset({"|u1"}), "segment"),
+    "lex.df": (frozenset({"<u4"}), "segment"),
+    "lex.post.offsets": (frozenset({"<u8"}), "segment"),
+    "lex.post.data": (frozenset({"|u1"}), "segment"),
+    "lex.norms": (frozenset({"|u1"}), "segment"),
+    "lex.totals": (frozenset({"<u8"}), "segment"),
     "calibration": (frozenset({"<f4"}), "index"),
     "blob": (frozenset({"|u1"}), "index"),
 }
+# the sections of a segment's postings: all or none of them
+LEXICAL_KINDS = ("lex.terms.offsets", "lex.terms.bytes", "lex.df", "lex.post.offsets",
+                 "lex.post.data", "lex.norms", "lex.totals")
 COLUMN_TYPES = ("int", "float", "bool", "str")
 # part -> dtype, per column type
 COLUMN_PARTS: dict[str, dict[str, str]] = {

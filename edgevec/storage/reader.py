@@ -44,6 +44,7 @@ from .layout import (
     parse_preamble,
     parse_slot,
 )
+from .postings import Postings, length_to_norm
 from .strings import StringTable, id_keys
 
 _CRC_CHUNK = 1 << 24
@@ -378,6 +379,22 @@ class Snapshot:
                               path=self.path, offset=self.table("meta", seg).where)
         return value
 
+    def postings(self, seg: int):
+        """The lexical postings of segment `seg` (views of the file), or None when the
+        index keeps none."""
+        if ("lex.df", seg) not in self.directory.by_segment:
+            return None
+        arr = self.segment_array
+        totals = arr("lex.totals", seg)
+        n = self.directory.segments[seg].rows
+        if int(totals[0]) != n:
+            raise FormatError(f"lexical totals of segment {seg} count {int(totals[0])} rows, "
+                              f"the segment has {n}", path=self.path,
+                              offset=self.directory.by_segment[("lex.totals", seg)].offset)
+        return Postings(self.table("lex.terms", seg), arr("lex.df", seg),
+                        arr("lex.post.offsets", seg), arr("lex.post.data", seg),
+                        arr("lex.norms", seg), totals)
+
     def column(self, seg: int, name: str) -> "Column | None":
         """The metadata column `name` of segment `seg`, or None when the segment lacks it."""
         parts = self.directory.columns.get((seg, name))
@@ -457,6 +474,31 @@ class Snapshot:
                     out[j] = row
         return out
 
+    def _verify_postings(self, seg: int) -> None:
+        """V7: a segment's postings decode to what its df, norms and totals say, over a
+        term table sorted by UTF-8 bytes."""
+        p = self.postings(seg)
+        if p is None:
+            return
+        from ..kernels.bm25 import check_postings
+        sec = self.directory.by_segment[("lex.post.data", seg)]
+        p.terms.check()
+        raw = [p.terms.data[int(a):int(b)].tobytes() for a, b in
+               zip(p.terms.offsets[:-1], p.terms.offsets[1:])]
+        if any(a >= b for a, b in zip(raw, raw[1:])):
+            raise FormatError(f"the lexical terms of segment {seg} are not strictly sorted",
+                              path=self.path, offset=p.terms.where)
+        lengths = np.zeros(len(p.norms), dtype=np.int64)
+        bad = check_postings(p.data, p.offsets, p.df, lengths)
+        if bad:
+            where = "its offsets" if bad < 0 else f"term {bad - 1}"
+            raise FormatError(f"the lexical postings of segment {seg} are damaged ({where})",
+                              path=self.path, offset=sec.offset)
+        if int(p.totals[1]) != int(lengths.sum()) or not np.array_equal(
+                length_to_norm(lengths), p.norms):
+            raise FormatError(f"the lexical totals or norms of segment {seg} do not match its "
+                              "postings", path=self.path, offset=sec.offset)
+
     def info(self) -> dict[str, Any]:
         """Header and directory facts, without touching rows."""
         d = self.directory
@@ -531,6 +573,8 @@ class Snapshot:
                     raise FormatError(f"binary codes of segment {seg} set bits past dim "
                                       f"{d.dim}", path=self.path,
                                       offset=d.by_segment[("binary", seg)].offset)
+        for seg in range(len(d.segments)):
+            self._verify_postings(seg)
         self.deleted_mask()  # checks the tombstones
         # every live id appears once
         if self.rows:

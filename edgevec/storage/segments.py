@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from .columns import encode_column
+from .postings import Postings
 from .reader import Snapshot
 from .strings import encode_table, id_keys, sorted_keys
 from .writer import NEW_SEGMENT, Pending
@@ -18,7 +19,8 @@ COMPACT_CHUNK_ROWS = 1 << 16
 def batch_pending(*, binary: np.ndarray, int8: np.ndarray, f16: np.ndarray | None,
                   ids: Sequence, id_type: str, texts: Sequence[str] | None,
                   meta_json: Sequence[str] | None,
-                  columns: Sequence[tuple[str, str, str, np.ndarray]]) -> list[Pending]:
+                  columns: Sequence[tuple[str, str, str, np.ndarray]],
+                  postings: Postings | None = None) -> list[Pending]:
     """The sections of a new segment holding one validated, encoded batch."""
     seg = {"segment": NEW_SEGMENT}
     out = [Pending.of("binary", binary, **seg), Pending.of("int8", int8, **seg)]
@@ -38,7 +40,21 @@ def batch_pending(*, binary: np.ndarray, int8: np.ndarray, f16: np.ndarray | Non
                     Pending.of(prefix + ".bytes", blob, **seg)]
     for name, ctype, part, array in columns:
         out.append(Pending.of("column", array, name=name, ctype=ctype, part=part, **seg))
+    if postings is not None:
+        out += postings_pending(postings, seg)
     return out
+
+
+def postings_pending(p: Postings, extra: dict) -> list[Pending]:
+    """The lex.* sections of one segment's postings."""
+    offs, blob = encode_table(p.terms)
+    return [Pending.of("lex.terms.offsets", offs, **extra),
+            Pending.of("lex.terms.bytes", blob, **extra),
+            Pending.of("lex.df", np.asarray(p.df, dtype="<u4"), **extra),
+            Pending.of("lex.post.offsets", np.asarray(p.offsets, dtype="<u8"), **extra),
+            Pending.of("lex.post.data", np.asarray(p.data, dtype="|u1"), **extra),
+            Pending.of("lex.norms", np.asarray(p.norms, dtype="|u1"), **extra),
+            Pending.of("lex.totals", np.asarray(p.totals, dtype="<u8"), **extra)]
 
 
 # --- compaction -----------------------------------------------------------------------------

@@ -41,6 +41,9 @@ class StringTable:
     def __len__(self) -> int:
         return max(len(self.offsets) - 1, 0)
 
+    def __getitem__(self, i: int) -> str:
+        return self.get(i)
+
     def _bad(self, message: str) -> StringTableError:
         return StringTableError(message, path=self.path, offset=self.where)
 

@@ -2,6 +2,9 @@
 
     python formats/golden/make_golden.py [OUTDIR]      (default: this folder)
 
+The committed copies are those of the newest format version; v1.0/ keeps the files of
+format 1.0, which every later reader must still open and search.
+
 Seeded and exact: every vector component is a small dyadic rational (k / 8), so norms,
 normalisation, calibration and quantisation are exact in float32 on any CPU, and the
 files come out byte for byte the same everywhere. tests/test_golden.py rebuilds them
@@ -72,6 +75,16 @@ def build(outdir: str) -> dict[str, str]:
     with edgevec.open(p2, writable=True) as idx:
         idx.compact()
     paths["compacted"] = p2
+
+    # 1.1: BM25 postings (lex.* sections) next to the vectors, two segments, a deletion
+    p = os.path.join(outdir, "lexical.edgevec")
+    with edgevec.Index.create(p, dim=8, lexical=True, overwrite=True) as idx:
+        idx.add(_cosine_vectors(rng, 4, 8), ids=["a", "b", "c", "d"],
+                texts=["The quick brown fox", "a lazy dog, the dog", "中文分词", ""])
+        idx.add(_cosine_vectors(rng, 2, 8), ids=["e", "f"],
+                texts=["quick quick DOG", "Straße 42"])
+        idx.delete(["b"])
+    paths["lexical"] = p
     return paths
 
 

@@ -1,7 +1,7 @@
 """Postings of one segment: which rows hold each term, how often, and how long each row
 is. Built from the analyzed terms of a batch of rows; read back by the BM25 scan.
 
-Layout (what a segment stores; formats/SPEC.md once the sections are written):
+Layout (the lex.* sections of a segment, formats/SPEC.md):
 - terms: the segment's distinct terms, sorted by their UTF-8 bytes (a string table);
 - df: uint32 per term, the number of rows holding it;
 - offsets: uint64 per term + 1, byte offsets into `data`;

@@ -1,0 +1,96 @@
+"""Lexical and hybrid search through the index file (issue: hybrid search)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import edgevec
+from edgevec.lexical import Analyzer, bm25
+from edgevec.storage.postings import Postings
+
+TEXTS = ["the quick brown fox", "a lazy dog sleeps", "quick quick dog", "fox and dog",
+         "nothing here", "", "中文分词 quick", "dogs and foxes"]
+
+
+def _vectors(n, dim=8, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+
+
+@pytest.fixture
+def lexical_index(tmp_path):
+    path = tmp_path / "lex.edgevec"
+    with edgevec.Index.create(path, dim=8, lexical=True) as idx:
+        idx.add(_vectors(5), ids=[f"r{i}" for i in range(5)], texts=TEXTS[:5],
+                metadata=[{"n": i} for i in range(5)])
+        idx.add(_vectors(3, seed=1), ids=[f"r{i}" for i in range(5, 8)], texts=TEXTS[5:],
+                metadata=[{"n": i} for i in range(5, 8)])
+    return path
+
+
+def _bm25_ids(texts, query, k, keep=None):
+    a = Analyzer(stop_words="en")
+    keep = range(len(texts)) if keep is None else keep
+    rows = list(keep)
+    s, r = bm25.search([Postings.build([a.terms(texts[i]) for i in rows])], a.terms(query), k)
+    return [f"r{rows[i]}" for i in r.tolist()], s
+
+
+def test_lexical_search_over_segments_equals_bm25_over_all_rows(lexical_index):
+    with edgevec.open(lexical_index) as idx:
+        assert idx.info()["format_version"] == "1.1"
+        edgevec.verify(lexical_index)
+        res = idx.search("quick dog", k=5)  # no model: text queries are lexical
+        want_ids, want_scores = _bm25_ids(TEXTS, "quick dog", 5)
+        assert list(res.ids) == want_ids
+        np.testing.assert_allclose(res.scores, want_scores, rtol=1e-6)
+        assert res.ranks is None
+        batch = idx.search(["quick dog", "fox", "zzz"], k=3, mode="lexical")
+        assert list(batch[0].ids) == want_ids[:3] and batch.counts[2] == 0
+        assert list(idx.search("中文", k=2).ids) == ["r6"]
+
+
+def test_deleted_and_filtered_rows_never_come_back_and_compaction_keeps_results(
+        lexical_index):
+    with edgevec.open(lexical_index, writable=True) as idx:
+        idx.delete(["r2"])
+        res = idx.search("quick dog", k=10)
+        assert "r2" not in res.ids and len(res.ids) == 4
+        filtered = idx.search("quick dog", k=10, filter={"n": {"$gte": 3}})
+        assert set(filtered.ids) == {"r3", "r6"}  # "dogs" is not "dog" without stemming
+        before = [idx.search(q, k=10).ids for q in ("quick dog", "fox", "lazy")]
+        idx.compact()
+        # deleted rows left the statistics: scores change, the live rows stay
+        after = [idx.search(q, k=10).ids for q in ("quick dog", "fox", "lazy")]
+        assert [set(a) for a in after] == [set(b) for b in before]
+        live = [i for i in range(8) if i != 2]
+        assert list(after[0]) == _bm25_ids(TEXTS, "quick dog", 10, live)[0]
+        edgevec.verify(lexical_index)
+
+
+def test_lexical_indexes_need_texts_and_modes_need_what_they_search(lexical_index, tmp_path):
+    with edgevec.open(lexical_index, writable=True) as idx:
+        with pytest.raises(edgevec.InvalidInput, match="texts="):
+            idx.add(_vectors(1), ids=["x"])
+        with pytest.raises(edgevec.InvalidInput, match="mode='lexical' needs a text"):
+            idx.search(_vectors(1)[0], mode="lexical")
+        with pytest.raises(edgevec.InvalidInput, match="mode must be one of"):
+            idx.search("dog", mode="fuzzy")
+        with pytest.raises(edgevec.InvalidInput, match="needs a text model"):
+            idx.search("dog", mode="hybrid")  # hybrid embeds the text: no model here
+    with edgevec.Index.create(tmp_path / "v.edgevec", dim=8) as vec:
+        vec.add(_vectors(3), texts=["a", "b", "c"])
+        with pytest.raises(edgevec.InvalidInput, match="lexical postings"):
+            vec.search(_vectors(1)[0], mode="lexical")
+
+
+def test_format_1_0_files_still_open_and_search_dense(golden_dir):
+    path = os.path.join(golden_dir, "v1.0", "str-ids.edgevec")
+    with edgevec.open(path) as idx:
+        assert idx.info()["format_version"] == "1.0"
+        res = idx.search(idx.get("alpha").vector, k=3)
+        assert res.ids[0] == "alpha"
+        with pytest.raises(edgevec.InvalidInput, match="lexical postings"):
+            idx.search("first", mode="lexical")
