@@ -34,8 +34,8 @@ def cmd_info(args) -> int:
         _print_json(report)
         return 0
     for key in ("path", "format_version", "generation", "dim", "metric", "rows", "deleted",
-                "segments", "id_type", "codecs", "fields", "rescore_m", "embedder", "user",
-                "file_bytes"):
+                "segments", "id_type", "codecs", "fields", "rescore_m", "embedder", "lexical",
+                "lexical_bytes", "user", "file_bytes"):
         print(f"{key:>14}: {report[key]}")
     return 0
 
@@ -109,7 +109,7 @@ def cmd_search(args) -> int:
     with open_index(args.file) as idx:
         t1 = time.perf_counter()
         res = idx.search(args.query, k=args.k, filter=_parse_filter(args.filter),
-                         min_score=args.min_score, exact=args.exact)
+                         min_score=args.min_score, exact=args.exact, mode=args.mode)
         t2 = time.perf_counter()
         if args.json:
             _print_json({"query": args.query, "results": res.to_list(),
@@ -117,7 +117,10 @@ def cmd_search(args) -> int:
             return 0
         for rank, hit in enumerate(res, 1):
             text = (hit.text or "").replace("\n", " ")
-            print(f"{rank:>3}. {hit.score:.3f}  {hit.id}  {text[:100]}")
+            found = "" if res.ranks is None else "  [" + ", ".join(
+                f"{name} #{r}" for name, r in zip(("dense", "lexical"), res.ranks[rank - 1])
+                if r) + "]"
+            print(f"{rank:>3}. {hit.score:.3f}  {hit.id}{found}  {text[:100]}")
         print(f"({len(res)} results; open {(t1 - t0) * 1e3:.1f} ms, search "
               f"{(t2 - t1) * 1e3:.1f} ms)")
     return 0
@@ -199,6 +202,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"lang": "en"}\'')
     s.add_argument("--min-score", type=float)
     s.add_argument("--exact", action="store_true", help="scan every row (no funnel)")
+    s.add_argument("--mode", choices=("hybrid", "dense", "lexical"),
+                   help="default: hybrid when the index keeps lexical postings, else dense")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_search)
 

@@ -68,8 +68,14 @@ class Results:
         return (self[i] for i in range(len(self)))
 
     def to_list(self) -> list[dict[str, Any]]:
-        return [{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata}
-                for h in self]
+        """One dict per hit; in hybrid search with "ranks": {"dense": r, "lexical": r}
+        (1-based, None when that retriever did not find it)."""
+        out = [{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata}
+               for h in self]
+        if self.ranks is not None:
+            for hit, (d, lx) in zip(out, self.ranks.tolist()):
+                hit["ranks"] = {"dense": d or None, "lexical": lx or None}
+        return out
 
 
 @dataclass(frozen=True, eq=False)

@@ -63,9 +63,16 @@ def test_build_and_search_through_the_cli(built, capsys):
     assert cli.main(["search", built, "bread recipe", "--filter", '{"lang": "fr"}']) == 0
     text = capsys.readouterr().out
     assert "pain" in text and "bread" not in text.split("(")[0].replace("bread recipe", "")
+    assert out["results"][0]["ranks"]["dense"] >= 1  # hybrid by default: who found it
+    assert cli.main(["search", built, "csv", "--mode", "lexical", "--json"]) == 0
+    lexical = json.loads(capsys.readouterr().out)["results"]
+    assert lexical[0]["id"] == "py-csv" and "ranks" not in lexical[0]
+    assert cli.main(["search", built, "csv files", "-k", "2"]) == 0
+    assert "[dense #" in capsys.readouterr().out
     assert cli.main(["info", built, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["rows"] == len(DOCS) and info["embedder"]["name"] == "minilm-l6"
+    assert info["lexical"]["analyzer"]["stop_words"] == "en" and info["lexical_bytes"] > 0
     assert cli.main(["verify", built]) == 0
 
 

@@ -140,8 +140,11 @@ def _bm25_by_hand(docs, query, k1=1.2, b=0.75):
     return out
 
 
-def test_bm25_matches_the_formula_across_segments_with_masks():
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+def test_bm25_matches_the_formula_across_segments_with_masks(engine, monkeypatch):
+    from edgevec import search
     from edgevec.lexical import bm25
+    monkeypatch.setattr(search.ENGINE, "mode", engine)
     rng = np.random.default_rng(5)
     vocab = [f"t{i}" for i in range(40)]
     p_zipf = 1 / np.arange(1, 41)
@@ -178,8 +181,11 @@ def test_bm25_scores_equal_bm25s_lucene_on_the_same_tokens():
     assert set(r.tolist()) == set(np.flatnonzero(want > 0).tolist())
 
 
-def test_damaged_postings_are_an_error_not_a_crash():
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+def test_damaged_postings_are_an_error_not_a_crash(engine, monkeypatch):
+    from edgevec import search
     from edgevec.lexical import bm25
+    monkeypatch.setattr(search.ENGINE, "mode", engine)
     p = Postings.build([["a", "b"], ["a"], ["b", "c"]])
     bad_row = Postings(p.terms, p.df, p.offsets, np.full_like(p.data, 0x05), p.norms, p.totals)
     runaway = Postings(p.terms, p.df, p.offsets, np.full_like(p.data, 0xFF), p.norms, p.totals)
@@ -221,3 +227,21 @@ def test_check_postings_finds_every_kind_of_damage():
     zero_gap = p.data.copy()
     zero_gap[0] = 0
     assert check(data=zero_gap)[0] == 1
+
+
+def test_numpy_and_numba_bm25_give_the_same_rows_and_scores(monkeypatch):
+    """A new process scores BM25 in NumPy until loading Numba pays (search.ScanEngine):
+    both must return the same rows and bit-identical scores."""
+    from edgevec import search
+    from edgevec.lexical import bm25
+    rng = np.random.default_rng(11)
+    vocab = [f"v{i}" for i in range(300)]
+    docs = [list(rng.choice(vocab, size=rng.integers(0, 200))) for _ in range(2000)]
+    p = Postings.build(docs)
+    queries = [list(rng.choice(vocab, 4)) for _ in range(5)]
+    got = {}
+    for engine in ("numba", "numpy"):
+        monkeypatch.setattr(search.ENGINE, "mode", engine)
+        got[engine] = [bm25.search([p], q, 50) for q in queries]
+    for (s1, r1), (s2, r2) in zip(got["numba"], got["numpy"]):
+        assert np.array_equal(r1, r2) and np.array_equal(s1, s2)

@@ -515,6 +515,8 @@ class Snapshot:
             "segments": len(d.segments), "id_type": meta["id_type"],
             "codecs": list(meta["codecs"]), "fields": dict(meta["fields"]),
             "rescore_m": meta.get("rescore_m"), "embedder": meta.get("embedder"),
+            "lexical": meta.get("lexical"),
+            "lexical_bytes": sum(v for k, v in by_kind.items() if k.startswith("lex.")),
             "user": meta["user"], "file_bytes": self.header.file_size,
             "committed_bytes": self.header.slot.committed_length, "section_bytes": by_kind,
         }
