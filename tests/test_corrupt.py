@@ -125,6 +125,29 @@ CASES = {
 }
 
 
+def _df_shorter(doc):
+    s = _section(doc, "lex.df")
+    s["shape"], s["length"] = [s["shape"][0] - 1], s["length"] - 4
+
+
+# the same, on the golden file with lexical postings (format 1.1)
+LEXICAL_CASES = {
+    "lexical-incomplete": (lambda p: rewrite_directory(p, _drop("lex.df")),
+                           E.MalformedDirectory, "open"),
+    "lexical-term-count": (lambda p: rewrite_directory(p, _df_shorter),
+                           E.SectionLengthMismatch, "open"),
+    "lexical-without-meta": (lambda p: rewrite_directory(
+        p, lambda d: d["meta"].update(lexical=None)), E.MalformedDirectory, "open"),
+    "lexical-bad-parameters": (lambda p: rewrite_directory(
+        p, lambda d: d["meta"]["lexical"]["rrf"].update(depth=0)), E.MalformedDirectory,
+                               "open"),
+    "lexical-postings-damaged": (lambda p: patch_section(p, "lex.post.data", 0, b"\x00"),
+                                 E.FormatError, "verify"),
+    "lexical-norms-disagree": (lambda p: patch_section(p, "lex.norms", 0, b"\xc8"),
+                               E.FormatError, "verify"),
+}
+
+
 def patch_slot(path, **fields):
     from edgevec.storage.layout import pack_slot
     _, h = read_directory(path)
@@ -143,9 +166,30 @@ def victim(tmp_path, golden_dir):
     return p
 
 
+@pytest.fixture
+def lexical_victim(tmp_path, golden_dir):
+    p = str(tmp_path / "victim.edgevec")
+    shutil.copyfile(os.path.join(golden_dir, "lexical.edgevec"), p)
+    return p
+
+
+@pytest.mark.parametrize("case", sorted(LEXICAL_CASES))
+def test_corrupt_lexical_case_raises_its_error(lexical_victim, case):
+    _raises(lexical_victim, *LEXICAL_CASES[case])
+    if LEXICAL_CASES[case][2] == "verify":  # and the BM25 scan refuses the damage too
+        with edgevec.open(lexical_victim) as idx:
+            try:
+                idx.search("quick dog fox lazy", mode="lexical")
+            except E.FormatError:
+                pass
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_corrupt_case_raises_its_error(victim, case):
-    mutate, error, stage = CASES[case]
+    _raises(victim, *CASES[case])
+
+
+def _raises(victim, mutate, error, stage):
     mutate(victim)
     if stage == "open":
         with pytest.raises(error) as info:
@@ -173,7 +217,7 @@ def test_every_documented_case_is_tested():
                encoding="utf-8").read()
     documented = {line.split("`")[1] for line in doc.splitlines()
                   if line.startswith("| `")}
-    assert documented == set(CASES) | {"torn-newest-slot", "newer-minor"}
+    assert documented == set(CASES) | set(LEXICAL_CASES) | {"torn-newest-slot", "newer-minor"}
 
 
 def test_torn_newest_slot_falls_back_to_previous_commit(victim):
