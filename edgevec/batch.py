@@ -55,18 +55,23 @@ def new_meta(dim: Any, metric: Any, store_f16: Any, user_metadata: Any,
     if dim is None:
         raise InvalidInput("Index.create needs dim= (your own vectors) or model= (texts)")
     codecs_ = ["binary", "int8"] + (["f16"] if check_flag(store_f16, "store_f16") else [])
-    if isinstance(lexical, Analyzer):
-        analyzer = lexical
-    else:
-        analyzer = Analyzer(stop_words="en") if check_flag(lexical, "lexical") else None
     return {"dim": check_dim(dim), "metric": check_choice(metric, METRICS, "metric"),
             "id_type": None, "codecs": codecs_, "rows": 0, "deleted": 0, "next_auto_id": 0,
             "fields": {}, "rescore_m": None, "embedder": None,
             "user": check_json_object(user_metadata, "user_metadata"),
-            "lexical": None if analyzer is None else {
-                "analyzer": analyzer.settings(), "fingerprint": analyzer.fingerprint(),
-                "bm25": {"k1": BM25().k1, "b": BM25().b},
-                "rrf": {"k": RRF_K, "depth": RRF_DEPTH}}}
+            "lexical": lexical_meta(lexical)}
+
+
+def lexical_meta(lexical: Any) -> dict[str, Any] | None:
+    """meta.lexical for False (None), True (the default analyzer) or an Analyzer."""
+    if isinstance(lexical, Analyzer):
+        analyzer = lexical
+    elif check_flag(lexical, "lexical"):
+        analyzer = Analyzer(stop_words="en")
+    else:
+        return None
+    return {"analyzer": analyzer.settings(), "fingerprint": analyzer.fingerprint(),
+            "bm25": {"k1": BM25().k1, "b": BM25().b}, "rrf": {"k": RRF_K, "depth": RRF_DEPTH}}
 
 
 def tombstones(snap: Snapshot, ids: Any) -> tuple[list[Pending], int]:
@@ -87,13 +92,14 @@ def tombstones(snap: Snapshot, ids: Any) -> tuple[list[Pending], int]:
     return [Pending.of("tombstones", np.sort(rows).astype("<u8"))], len(wanted)
 
 
-def compaction(snap: Snapshot) -> tuple[list[Pending], int]:
+def compaction(snap: Snapshot, lexical: dict | None) -> tuple[list[Pending], int]:
     """The sections of one segment holding every live row of `snap` (see
-    storage.segments.compact_pending), with the postings rebuilt from the live rows'
-    texts by the index's own analyzer (the same terms as when they were added)."""
+    storage.segments.compact_pending), with postings (when `lexical`, the new
+    meta.lexical) built from the live rows' texts by that analyzer: for the index's own
+    analyzer, the same terms as when the rows were added."""
     pending, total = compact_pending(snap)
-    if snap.meta.get("lexical") and total:
-        analyzer = Analyzer.from_settings(snap.meta["lexical"]["analyzer"])
+    if lexical and total:
+        analyzer = Analyzer.from_settings(lexical["analyzer"])
         texts = snap.texts_of(snap.live_rows())
         pending += postings_pending(Postings.build([analyzer.terms(t or "") for t in texts]),
                                     {"segment": NEW_SEGMENT})

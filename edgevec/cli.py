@@ -54,7 +54,7 @@ def cmd_verify(args) -> int:
 def cmd_compact(args) -> int:
     from . import open as open_index
     with open_index(args.file, writable=True, lock_timeout=args.wait) as idx:
-        sizes = idx.compact()
+        sizes = idx.compact(lexical=True if args.lexical else None)
     print(f"{args.file}: {sizes['bytes_before']:,} -> {sizes['bytes_after']:,} bytes, "
           f"{sizes['rows']} rows")
     return 0
@@ -238,6 +238,9 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("compact", help="rewrite live rows into a smaller file")
     s.add_argument("file")
+    s.add_argument("--lexical", action="store_true",
+                   help="also index the stored texts for lexical and hybrid search (e.g. a "
+                        "file from before format 1.1)")
     s.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the lock")
     s.set_defaults(fn=cmd_compact)
 

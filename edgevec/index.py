@@ -264,14 +264,19 @@ class Index:
         w.commit([], segment_rows=None, meta=change)
         return report
 
-    def compact(self) -> dict[str, int]:
+    def compact(self, *, lexical: Any = None) -> dict[str, int]:
         """Rewrite the live rows into a fresh file that atomically replaces this one.
-        Returns the file size before and after."""
+        Returns the file size before and after. `lexical`: True (or an Analyzer) also
+        indexes the stored texts for lexical and hybrid search, False drops the postings;
+        None keeps what the index has."""
         w = self._w()
         before = os.path.getsize(self._path)
         s = w.snapshot
-        pending, total = batch.compaction(s)
-        w.replace_with(dict(s.meta, rows=0, deleted=0), pending, total if total else None)
+        meta = dict(s.meta, rows=0, deleted=0)
+        if lexical is not None:
+            meta["lexical"] = batch.lexical_meta(lexical)
+        pending, total = batch.compaction(s, meta.get("lexical"))
+        w.replace_with(meta, pending, total if total else None)
         return {"bytes_before": before, "bytes_after": os.path.getsize(self._path),
                 "rows": total}
 

@@ -94,3 +94,25 @@ def test_format_1_0_files_still_open_and_search_dense(golden_dir):
         assert res.ids[0] == "alpha"
         with pytest.raises(edgevec.InvalidInput, match="lexical postings"):
             idx.search("first", mode="lexical")
+
+
+def test_compact_lexical_adds_postings_to_an_old_file(golden_dir, tmp_path):
+    """Format 1.0 files have no postings: `edgevec compact FILE --lexical` rewrites one
+    (crash-safely, by rename like every compaction) with postings of its stored texts."""
+    import shutil
+
+    from edgevec import cli
+    path = str(tmp_path / "old.edgevec")
+    shutil.copyfile(os.path.join(golden_dir, "v1.0", "str-ids.edgevec"), path)
+    with edgevec.open(path) as idx:
+        live_texts = {i: idx.get(i).text for i in idx.ids()}
+    assert cli.main(["compact", path, "--lexical"]) == 0
+    edgevec.verify(path)
+    with edgevec.open(path) as idx:
+        assert idx.info()["format_version"] == "1.1" and idx.info()["lexical"]
+        assert idx.search("first", mode="lexical").ids == ("alpha",)
+        assert idx.search("第四个", mode="lexical").ids[0] == "数据"
+        assert {i: idx.get(i).text for i in idx.ids()} == live_texts
+    with edgevec.open(path, writable=True) as idx:
+        idx.compact(lexical=False)
+        assert idx.info()["lexical"] is None and idx.info()["lexical_bytes"] == 0
