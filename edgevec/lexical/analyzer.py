@@ -91,8 +91,15 @@ class Analyzer:
         """The terms of `text`, in order (repeats kept: they are term frequencies)."""
         if not isinstance(text, str):
             raise InvalidInput(f"text must be a str, got {type(text).__name__}")
+        if text.isascii():  # the common case, without a loop in Python over the tokens
+            tokens = _WORD.findall(text.lower())  # NFKC and casefold change no ASCII
+            if max(map(len, tokens), default=0) >= MAX_TOKEN_BYTES:
+                tokens = [t for t in tokens if len(t) < MAX_TOKEN_BYTES]
+            return self._finish(tokens)
+        text = unicodedata.normalize("NFKC", text).casefold()
+        tokens = _WORD.findall(text)
         out: list[str] = []
-        for token in _WORD.findall(unicodedata.normalize("NFKC", text).casefold()):
+        for token in tokens:
             if len(token.encode("utf-8", "surrogatepass")) >= MAX_TOKEN_BYTES:
                 continue
             if _CJK.search(token) is None:
@@ -108,6 +115,9 @@ class Analyzer:
                 last = run.end()
             if last < len(token):
                 out.append(token[last:])
+        return self._finish(out)
+
+    def _finish(self, out: list[str]) -> list[str]:
         if self._stop:
             out = [t for t in out if t not in self._stop]
         if self._stem is not None:
