@@ -20,6 +20,7 @@ below the leading one; lengths of 2**19 terms or more share code 255.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -82,16 +83,12 @@ class Postings:
     def build(cls, term_lists: list[list[str]]) -> "Postings":
         """From the terms of each row (a row may have none)."""
         n = len(term_lists)
-        lengths = np.fromiter((len(t) for t in term_lists), dtype=np.int64, count=n)
-        vocab: dict[str, int] = {}
-        term_ids, rows = [], []
-        for row, terms in enumerate(term_lists):
-            for t in terms:
-                term_ids.append(vocab.setdefault(t, len(vocab)))
-            rows.append(np.full(len(terms), row, dtype=np.int64))
-        tid = np.array(term_ids, dtype=np.int64)
-        row_of = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        names = list(vocab)
+        lengths = np.fromiter(map(len, term_lists), dtype=np.int64, count=n)
+        flat = list(chain.from_iterable(term_lists))
+        names = list(dict.fromkeys(flat))  # distinct terms in first-seen order (C loops)
+        vocab = dict(zip(names, range(len(names))))
+        tid = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
+        row_of = np.repeat(np.arange(n, dtype=np.int64), lengths)
         # order terms by UTF-8 bytes (str order would differ beyond the BMP)
         order = sorted(range(len(names)), key=lambda i: names[i].encode("utf-8"))
         rank = np.empty(len(names), dtype=np.int64)
