@@ -70,11 +70,6 @@ def check_mask(allow, n: int) -> np.ndarray:
 # --- threads ----------------------------------------------------------------------------------
 
 
-def default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else (os.cpu_count() or 1))
-
-
 @contextmanager
 def threads_for(threads: int | None):
     """Run kernels on `threads` threads (Numba's setting is per calling thread; restored)."""

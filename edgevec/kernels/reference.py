@@ -38,10 +38,3 @@ def dot_i8_topk(codes, q, k, allow=None) -> tuple[np.ndarray, np.ndarray]:
     s = dot_i8(codes[rows], q)
     pick = _order(-s, rows, k)
     return s[pick].astype(np.int32), rows[pick].astype(np.int64)
-
-
-def float_topk(scores: np.ndarray, k: int, rows: np.ndarray | None = None):
-    """The k best float scores (descending), ties by lower row."""
-    rows = np.arange(len(scores)) if rows is None else rows
-    pick = _order(-scores, rows, k)
-    return scores[pick], rows[pick]

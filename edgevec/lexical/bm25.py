@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import FormatError, InvalidInput
 from ..search import ENGINE, best_k
 from ..validate import check_k, check_number
-from ..storage.postings import Postings, norm_table
+from ..storage.postings import Postings, decode_varints, norm_table
 
 _NORMS = norm_table()
 
@@ -60,8 +60,11 @@ def search(segments: Sequence[Postings], query_terms: Sequence[str], k: int, *,
     if not terms or n == 0:
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
     found = [[p.find(t) for t in terms] for p in segments]
-    df = np.array([sum(int(p.df[i]) for p, f in zip(segments, found) for i in [f[j]]
-                       if i >= 0) for j in range(len(terms))], dtype=np.int64)
+    df = np.zeros(len(terms), dtype=np.int64)  # summed over the segments that hold a term
+    for p, f in zip(segments, found):
+        for j, i in enumerate(f):
+            if i >= 0:
+                df[j] += int(p.df[i])
     weight = np.array([counts[t] for t in terms]) * idf(n, df)
     denom = (params.k1 * (1 - params.b + params.b * _NORMS / max(total_len / n, 1e-9))
              ).astype(np.float32)
@@ -119,7 +122,10 @@ def _accumulate_numpy(p: Postings, terms: np.ndarray, weights: np.ndarray,
         a, b = int(p.offsets[t]), int(p.offsets[t + 1])
         if not 0 <= a <= b <= len(p.data):
             raise FormatError(_DAMAGED)
-        values = _decode(np.asarray(p.data[a:b]))
+        try:
+            values = decode_varints(p.data[a:b])
+        except ValueError:
+            raise FormatError(_DAMAGED) from None
         gaps, tf = values[0::2], values[1::2]
         if len(gaps) != len(tf) or (gaps <= 0).any() or (tf <= 0).any():
             raise FormatError(_DAMAGED)
@@ -130,21 +136,3 @@ def _accumulate_numpy(p: Postings, terms: np.ndarray, weights: np.ndarray,
         acc[rows] += w * f / (f + denom[p.norms[rows]])
         touched.append(rows)
     return np.unique(np.concatenate(touched)) if touched else np.zeros(0, np.int64)
-
-
-def _decode(chunk: np.ndarray) -> np.ndarray:
-    """LEB128 bytes -> int64 values, vectorised; damage (a value running past the chunk or
-    beyond 63 bits) is a FormatError."""
-    if not len(chunk):
-        return np.zeros(0, np.int64)
-    last = chunk < 0x80
-    if not last[-1]:
-        raise FormatError(_DAMAGED)
-    ends = np.flatnonzero(last)
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    width = ends - starts + 1
-    if width.max() > 9:
-        raise FormatError(_DAMAGED)
-    pos = np.arange(len(chunk)) - np.repeat(starts, width)
-    parts = (chunk.astype(np.int64) & 0x7F) << (7 * pos)
-    return np.add.reduceat(parts, starts)

@@ -52,12 +52,19 @@ def norm_table() -> np.ndarray:
         np.float32)
 
 
-def _varints(values: np.ndarray) -> np.ndarray:
-    """LEB128 bytes of non-negative ints, in order."""
+def _varint_sizes(values: np.ndarray) -> np.ndarray:
+    """LEB128 bytes each non-negative int takes."""
     values = np.asarray(values, dtype=np.uint64)
     nbytes = np.ones(len(values), dtype=np.int64)
     for shift in range(7, 64, 7):
         nbytes += values >= (np.uint64(1) << np.uint64(shift))
+    return nbytes
+
+
+def _varints(values: np.ndarray) -> np.ndarray:
+    """LEB128 bytes of non-negative ints, in order."""
+    values = np.asarray(values, dtype=np.uint64)
+    nbytes = _varint_sizes(values)
     out = np.empty(int(nbytes.sum()), dtype=np.uint8)
     start = np.concatenate([[0], np.cumsum(nbytes)[:-1]])
     rest = values.copy()
@@ -107,7 +114,8 @@ class Postings:
         pieces[0::2], pieces[1::2] = gaps, tf
         data = _varints(pieces)
         # byte offset of each term's first posting
-        per_posting = np.diff(np.concatenate([[0], _posting_ends(pieces)]))
+        sizes = _varint_sizes(pieces)
+        per_posting = sizes[0::2] + sizes[1::2]  # bytes of each (gap, tf) pair
         term_bytes = np.bincount(p_term, weights=per_posting, minlength=len(names))
         offsets = np.zeros(len(names) + 1, dtype=np.uint64)
         np.cumsum(term_bytes.astype(np.uint64), out=offsets[1:])
@@ -133,27 +141,20 @@ class Postings:
         return np.cumsum(values[0::2]) - 1, values[1::2]
 
 
-def _posting_ends(pieces: np.ndarray) -> np.ndarray:
-    """Byte offset just past each (gap, tf) pair in the varint stream."""
-    sizes = np.ones(len(pieces), dtype=np.int64)
-    v = pieces.astype(np.uint64)
-    for shift in range(7, 64, 7):
-        sizes += v >= (np.uint64(1) << np.uint64(shift))
-    return np.cumsum(sizes)[1::2] if len(sizes) else np.zeros(0, np.int64)
-
-
 def decode_varints(chunk: np.ndarray) -> np.ndarray:
-    """LEB128 bytes -> int64 values (NumPy reference; a truncated last value is an error)."""
+    """LEB128 bytes -> int64 values, vectorised. A value running past the chunk, or
+    longer than 9 bytes (63 bits), is a ValueError."""
     chunk = np.asarray(chunk, dtype=np.uint8)
-    ends = np.flatnonzero(chunk < 0x80)
-    if len(chunk) and (not len(ends) or ends[-1] != len(chunk) - 1):
+    if not len(chunk):
+        return np.zeros(0, np.int64)
+    last = chunk < 0x80
+    if not last[-1]:
         raise ValueError("varint stream ends inside a value")
-    out = np.zeros(len(ends), dtype=np.int64)
-    start = 0
-    for i, end in enumerate(ends.tolist()):
-        value = 0
-        for j, b in enumerate(chunk[start:end + 1].tolist()):
-            value |= (b & 0x7F) << (7 * j)
-        out[i] = value
-        start = end + 1
-    return out
+    ends = np.flatnonzero(last)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    width = ends - starts + 1
+    if width.max() > 9:
+        raise ValueError("a varint longer than 63 bits")
+    pos = np.arange(len(chunk)) - np.repeat(starts, width)
+    parts = (chunk.astype(np.int64) & 0x7F) << (7 * pos)
+    return np.add.reduceat(parts, starts)
