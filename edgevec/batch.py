@@ -49,13 +49,23 @@ RECALIBRATE_SAMPLE_ROWS = 200_000
 
 
 def new_meta(dim: Any, metric: Any, store_f16: Any, user_metadata: Any,
-             lexical: Any = False) -> dict[str, Any]:
+             lexical: Any = False, lexical_only: Any = False) -> dict[str, Any]:
     """The header of a new, empty index (the arguments of `Index.create`, checked).
-    `lexical`: False, True (the default analyzer) or an `Analyzer`."""
-    if dim is None:
-        raise InvalidInput("Index.create needs dim= (your own vectors) or model= (texts)")
-    codecs_ = ["binary", "int8"] + (["f16"] if check_flag(store_f16, "store_f16") else [])
-    return {"dim": check_dim(dim), "metric": check_choice(metric, METRICS, "metric"),
+    `lexical`: False, True (the default analyzer) or an `Analyzer`. `lexical_only`: no
+    vectors at all (dim 0): texts searched by BM25 alone."""
+    f16 = check_flag(store_f16, "store_f16")
+    if check_flag(lexical_only, "lexical_only"):
+        if dim is not None or f16 or lexical is False:
+            raise InvalidInput("a lexical_only index keeps no vectors: leave out dim=, model= "
+                               "and store_f16=, and keep lexical (True or an Analyzer)")
+        dim, codecs_ = 0, []
+        lexical = True if lexical is None else lexical
+    elif dim is None:
+        raise InvalidInput("Index.create needs dim= (your own vectors), model= (texts) or "
+                           "lexical_only=True (texts, BM25 search only)")
+    else:
+        dim, codecs_ = check_dim(dim), ["binary", "int8"] + (["f16"] if f16 else [])
+    return {"dim": dim, "metric": check_choice(metric, METRICS, "metric"),
             "id_type": None, "codecs": codecs_, "rows": 0, "deleted": 0, "next_auto_id": 0,
             "fields": {}, "rescore_m": None, "embedder": None,
             "user": check_json_object(user_metadata, "user_metadata"),
@@ -118,16 +128,24 @@ class Batch:
 
 def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
            metadata: Any = None) -> Batch:
-    """Check and encode a batch of rows for `snap`'s index (see `Index.add`)."""
-    x = check_vectors(vectors, snap.dim)
-    n = len(x)
+    """Check and encode a batch of rows for `snap`'s index (see `Index.add`); a
+    lexical-only index takes texts and no vectors."""
+    if snap.dim == 0:
+        if vectors is not None or texts is None:
+            raise InvalidInput(f"{snap.path} is a lexical-only index (no vectors): add texts= "
+                               "alone")
+        x, text_list = None, check_texts(texts, None)
+        n = len(text_list or ())
+    else:
+        x = check_vectors(vectors, snap.dim)
+        n = len(x)
+        text_list = check_texts(texts, n)
     if n == 0:
         return Batch([], {}, [], 0)
-    if snap.meta["metric"] == "cosine":
+    if x is not None and snap.meta["metric"] == "cosine":
         x = normalise(x)
     id_list, id_type, next_auto = check_ids(ids, n, snap.meta["id_type"],
                                             snap.meta["next_auto_id"], snap.path)
-    text_list = check_texts(texts, n)
     meta_list = check_metadata(metadata, n)
     postings = None
     if snap.meta.get("lexical"):
@@ -144,14 +162,17 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
 
     meta: dict[str, Any] = {"id_type": id_type, "next_auto_id": next_auto}
     pending: list[Pending] = []
-    calibration = snap.calibration()
-    if calibration is None:
-        calibration = codecs.calibrate_int8(x)
-        pending.append(Pending.of("calibration", calibration))
-    binary, int8 = codecs.sign_bits(x), codecs.quantize_int8(x, calibration)
-    if needs_calibration(snap.meta.get("rescore_m"), snap.meta.get("rescore_rows"),
-                         snap.live + n):
-        meta.update(measure_m(snap, x, (binary, int8), calibration=calibration)[0])
+    binary = int8 = f16 = None
+    if x is not None:
+        calibration = snap.calibration()
+        if calibration is None:
+            calibration = codecs.calibrate_int8(x)
+            pending.append(Pending.of("calibration", calibration))
+        binary, int8 = codecs.sign_bits(x), codecs.quantize_int8(x, calibration)
+        f16 = codecs.to_f16(x) if snap.has_f16 else None
+        if needs_calibration(snap.meta.get("rescore_m"), snap.meta.get("rescore_rows"),
+                             snap.live + n):
+            meta.update(measure_m(snap, x, (binary, int8), calibration=calibration)[0])
     columns: list = []
     meta_json = None
     if meta_list is not None:
@@ -161,7 +182,7 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
         meta_json = [json_dumps(m, f"metadata[{i}]") if m else ""
                      for i, m in enumerate(meta_list)]
     pending += batch_pending(
-        binary=binary, int8=int8, f16=codecs.to_f16(x) if snap.has_f16 else None,
+        binary=binary, int8=int8, f16=f16,
         ids=id_list, id_type=id_type, texts=text_list, meta_json=meta_json, columns=columns,
         postings=postings)
     return Batch(pending, meta, id_list, n)
@@ -182,6 +203,9 @@ def measure_m(snap: Snapshot, new: np.ndarray | None = None,
     queries = check_k(queries, "queries")  # 0 queries once gave recall 1.0 and m=1
     sample_rows = check_k(sample_rows, "sample_rows")
     seed = check_seed(seed)
+    if not snap.dim:
+        raise InvalidInput(f"{snap.path} is a lexical-only index: it has no vectors to "
+                           "calibrate the funnel on")
     live = snap.live_rows()
     n_new = 0 if new is None else len(new)
     total = len(live) + n_new

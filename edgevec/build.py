@@ -44,10 +44,11 @@ class BuildReport:
         total = self.seconds_embedding + self.seconds_writing
         rate = self.documents / total if total else 0.0
         resumed = f", resumed after {self.resumed_from} staged" if self.resumed_from else ""
+        split = (f"; embedding {self.seconds_embedding:.1f} s, writing "
+                 f"{self.seconds_writing:.1f} s" if self.seconds_embedding else "")
         return (f"built {self.path}: {self.documents} passages{resumed}, {self.skipped} "
-                f"skipped, {self.bytes / 1e6:.1f} MB, {total:.1f} s ({rate:,.0f} passages/s; "
-                f"embedding {self.seconds_embedding:.1f} s, writing "
-                f"{self.seconds_writing:.1f} s)")
+                f"skipped, {self.bytes / 1e6:.1f} MB, {total:.1f} s ({rate:,.0f} "
+                f"passages/s{split})")
 
 
 def _check_space(folder: str, needed: int) -> None:
@@ -112,13 +113,19 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
           meta_fields: Sequence[str] | None = None, max_words: int = DEFAULT_MAX_WORDS,
           overwrite: bool = False, batch_size: int = 32, store_f16: bool = False,
           progress: bool = False, quiet: bool = False,
-          user_metadata: dict[str, Any] | None = None) -> BuildReport:
+          user_metadata: dict[str, Any] | None = None,
+          lexical_only: bool = False) -> BuildReport:
     """Build `output` from `sources` with the text model `model` (see module docstring).
     `progress` draws a progress line on stderr (the CLI turns it on on a terminal);
-    `quiet` silences the warnings about skipped files."""
+    `quiet` silences the warnings about skipped files. `lexical_only`: no model and no
+    vectors, BM25 postings alone (see `_build_lexical`)."""
     from .embed import Embedder
     from .index import Index
     output = os.fspath(output)
+    if lexical_only:
+        return _build_lexical(sources, output, text_field=text_field, id_field=id_field,
+                              meta_fields=meta_fields, max_words=max_words,
+                              overwrite=overwrite, quiet=quiet, user_metadata=user_metadata)
     staging = output + ".staging"
     job = {"sources": [os.path.abspath(s) for s in sources], "model": model,
            "text_field": text_field, "id_field": id_field,
@@ -203,6 +210,47 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
     shutil.rmtree(staging, ignore_errors=True)
     return BuildReport(output, staged, len(stats.skipped), resumed, t_embed,
                        time.perf_counter() - t1, os.path.getsize(output))
+
+
+def _build_lexical(sources: Sequence[str], output: str, *, text_field: str,
+                   id_field: str | None, meta_fields: Sequence[str] | None, max_words: int,
+                   overwrite: bool, quiet: bool, user_metadata: dict[str, Any] | None
+                   ) -> BuildReport:
+    """A lexical-only index: documents streamed straight into a temporary index file in
+    batches of WRITE_ROWS (nothing to stage: analysis is cheap to redo), renamed over
+    `output` once complete, so an interrupted build leaves no half-built file."""
+    from .index import Index
+    if os.path.exists(output) and not overwrite:
+        raise IndexExists(f"{output} already exists; pass --overwrite to rebuild it")
+    stats = Stats()
+    t0 = time.perf_counter()
+    tmp = output + ".writing"
+    count = 0
+    with Index.create(tmp, lexical_only=True, overwrite=True,
+                      user_metadata=user_metadata) as idx:
+        docs: list = []
+        for doc in documents(sources, text_field=text_field, id_field=id_field,
+                             meta_fields=meta_fields, max_words=max_words, stats=stats,
+                             quiet=quiet):
+            docs.append(doc)
+            if len(docs) == WRITE_ROWS:
+                count += _add_docs(idx, docs)
+                docs = []
+        if docs:
+            count += _add_docs(idx, docs)
+    if count == 0:
+        os.unlink(tmp)
+        raise InvalidInput(f"the corpus is empty: no passages in {', '.join(sources)} "
+                           f"({len(stats.skipped)} files or records skipped)")
+    os.replace(tmp, output)
+    return BuildReport(output, count, len(stats.skipped), 0, 0.0, time.perf_counter() - t0,
+                       os.path.getsize(output))
+
+
+def _add_docs(idx, docs: list) -> int:
+    idx.add(ids=[d.id for d in docs], texts=[d.text for d in docs],
+            metadata=[d.metadata for d in docs])
+    return len(docs)
 
 
 def _add_chunks(idx, chunks: list) -> None:

@@ -84,7 +84,7 @@ def cmd_build(args) -> int:
     report = build(args.sources, args.output, model=args.model, text_field=args.text_field,
                    id_field=args.id_field, meta_fields=args.meta_field,
                    max_words=args.max_words, overwrite=args.overwrite,
-                   store_f16=args.f16, quiet=args.quiet,
+                   store_f16=args.f16, quiet=args.quiet, lexical_only=args.lexical_only,
                    progress=sys.stderr.isatty() and not args.quiet)
     print(report.summary())
     return 0
@@ -191,6 +191,8 @@ def parser() -> argparse.ArgumentParser:
                    help="JSONL/CSV field to keep as metadata (repeat; default: all others)")
     s.add_argument("--max-words", type=int, default=180, help="passage length for .txt/.md")
     s.add_argument("--f16", action="store_true", help="also store float16 vectors")
+    s.add_argument("--lexical-only", action="store_true",
+                   help="no model and no vectors: BM25 (lexical) search only")
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--quiet", action="store_true", help="no warnings for skipped files")
     s.set_defaults(fn=cmd_build)

@@ -39,7 +39,8 @@ class Index:
     def create(cls, path: str | os.PathLike, *, dim: int | None = None,
                model: Any = None, metric: str = "cosine", store_f16: bool = False,
                overwrite: bool = False, user_metadata: dict[str, Any] | None = None,
-               lexical: Any = None, lock_timeout: float = 0.0) -> "Index":
+               lexical: Any = None, lexical_only: bool = False,
+               lock_timeout: float = 0.0) -> "Index":
         """Create an empty index file (an existing one only with `overwrite`), open for
         writing. dim: 1..65536, for your own vectors; or model: a model name
         ("minilm-l6"), directory or Embedder, stored in the file, which then embeds texts
@@ -47,13 +48,16 @@ class Index:
         L2-normalised) or "dot". store_f16: keep float16 vectors too (exact rescoring and
         `get`; +2 bytes/dim/row). user_metadata: a JSON object kept in the header.
         lexical: keep BM25 postings of the texts for lexical and hybrid search (True, or
-        an edgevec.lexical.Analyzer; default: True with a model, else False)."""
+        an edgevec.lexical.Analyzer; default: True with a model, else False).
+        lexical_only: no vectors and no model: texts are added and searched by BM25
+        alone (a file that needs only the tokenizer to build and query)."""
         embedder = None
         if model is not None:
             embedder = stored.resolve(model, dim)
             dim = embedder.dim
         meta = batch.new_meta(dim, metric, store_f16, user_metadata,
-                              model is not None if lexical is None else lexical)
+                              (model is not None or lexical_only) if lexical is None
+                              else lexical, lexical_only)
         path = check_path(path)
         create_file(path, meta, overwrite=check_flag(overwrite, "overwrite"))
         idx = cls.open(path, writable=True, lock_timeout=lock_timeout)
@@ -210,7 +214,7 @@ class Index:
             single = isinstance(query, str)
             texts = [query] if single else list(query)
             query = None
-            if mode != "lexical" and (mode is not None or not s.meta.get("lexical")
+            if mode != "lexical" and s.dim and (mode is not None or not s.meta.get("lexical")
                                       or s.meta.get("embedder")):
                 vectors = self._embed(texts, "a text query")
                 query = vectors[0] if single else vectors
@@ -232,7 +236,7 @@ class Index:
         The first batch of 1,000+ rows measures the funnel's depth m (edgevec.calibration),
         and so does every batch that leaves the index 4x its size at the last measurement."""
         w = self._w()
-        if vectors is None:
+        if vectors is None and w.snapshot.dim:
             if texts is None:
                 raise InvalidInput("add() needs texts= (indexes with a model) or vectors=")
             texts = check_texts(texts, None)  # a generator is read once, here

@@ -60,6 +60,9 @@ def search(snap: Snapshot, queries: Any, *, texts: list[str] | None = None,
         mode = "hybrid" if texts is not None and lexical_index and queries is not None else (
             "lexical" if queries is None else "dense")
     mode = check_choice(mode, MODES, "mode")
+    if mode != "lexical" and not snap.dim:
+        raise InvalidInput(f"{snap.path} is a lexical-only index (no vectors): search it "
+                           f"with text and mode='lexical', not mode={mode!r}")
     if mode != "dense" and (texts is None or not lexical_index):
         raise InvalidInput(f"mode={mode!r} needs a text query and an index with lexical "
                            f"postings; {snap.path} has {'them' if lexical_index else 'none'} "

@@ -148,6 +148,27 @@ LEXICAL_CASES = {
 }
 
 
+def _add_calibration(doc):
+    doc["sections"].append(dict(_section(doc, "lex.totals"), kind="calibration",
+                                dtype="<f4", shape=[2, 0], length=0, crc32=0))
+    del doc["sections"][-1]["segment"]
+
+
+# the same, on the lexical-only golden file (format 1.2, dim 0)
+LEXICAL_ONLY_CASES = {
+    "lexical-only-without-meta": (lambda p: rewrite_directory(
+        p, lambda d: d["meta"].update(lexical=None)), E.MalformedDirectory, "open"),
+    "lexical-only-with-codecs": (lambda p: rewrite_directory(
+        p, lambda d: d["meta"].update(codecs=["binary", "int8"])), E.MalformedDirectory,
+                                 "open"),
+    "lexical-only-with-calibration": (lambda p: rewrite_directory(p, _add_calibration),
+                                      E.MalformedDirectory, "open"),
+    "lexical-only-claims-vectors": (lambda p: rewrite_directory(
+        p, lambda d: d["meta"].update(dim=8, codecs=["binary", "int8"])),
+                                    E.MalformedDirectory, "open"),
+}
+
+
 def patch_slot(path, **fields):
     from edgevec.storage.layout import pack_slot
     _, h = read_directory(path)
@@ -184,6 +205,13 @@ def test_corrupt_lexical_case_raises_its_error(lexical_victim, case):
                 pass
 
 
+@pytest.mark.parametrize("case", sorted(LEXICAL_ONLY_CASES))
+def test_corrupt_lexical_only_case_raises_its_error(tmp_path, golden_dir, case):
+    p = str(tmp_path / "victim.edgevec")
+    shutil.copyfile(os.path.join(golden_dir, "lexical-only.edgevec"), p)
+    _raises(p, *LEXICAL_ONLY_CASES[case])
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_corrupt_case_raises_its_error(victim, case):
     _raises(victim, *CASES[case])
@@ -217,7 +245,8 @@ def test_every_documented_case_is_tested():
                encoding="utf-8").read()
     documented = {line.split("`")[1] for line in doc.splitlines()
                   if line.startswith("| `")}
-    assert documented == set(CASES) | set(LEXICAL_CASES) | {"torn-newest-slot", "newer-minor"}
+    assert documented == (set(CASES) | set(LEXICAL_CASES) | set(LEXICAL_ONLY_CASES)
+                          | {"torn-newest-slot", "newer-minor"})
 
 
 def test_torn_newest_slot_falls_back_to_previous_commit(victim):

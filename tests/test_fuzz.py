@@ -23,7 +23,7 @@ import edgevec
 from edgevec.storage.layout import crc32
 from helpers import read_directory, rewrite_directory
 
-SOURCES = ["str-ids", "int-ids", "compacted", "empty", "lexical"]
+SOURCES = ["str-ids", "int-ids", "compacted", "empty", "lexical", "lexical-only"]
 
 
 class Hang(BaseException):
@@ -43,7 +43,8 @@ def exercise(path: str) -> None:
         for ident in idx.ids():
             idx.get(ident)
             ident in idx
-        idx.search(np.ones(idx.dim, np.float32), k=3)
+        if idx.dim:
+            idx.search(np.ones(idx.dim, np.float32), k=3)
         if idx.info()["lexical"]:
             idx.search(["quick dog", "中文 fox"], k=3, mode="lexical")
         idx.verify()
@@ -153,7 +154,8 @@ def test_fuzz_directory_fields(golden_dir, tmp_path, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["str-ids", "compacted", "int-ids", "lexical"])
+@pytest.mark.parametrize("name", ["str-ids", "compacted", "int-ids", "lexical",
+                                  "lexical-only"])
 def test_fuzz_section_bytes_with_valid_checksums(golden_dir, tmp_path, name):
     path, original = _copy(golden_dir, tmp_path, name)
     doc, _ = read_directory(path)

@@ -116,3 +116,103 @@ def test_compact_lexical_adds_postings_to_an_old_file(golden_dir, tmp_path):
     with edgevec.open(path, writable=True) as idx:
         idx.compact(lexical=False)
         assert idx.info()["lexical"] is None and idx.info()["lexical_bytes"] == 0
+
+
+def test_lexical_only_index_needs_no_model_and_no_vectors(tmp_path):
+    """Index.create(lexical_only=True): dim 0, no vector sections (format 1.2), texts in
+    and BM25 out, the same results as the BM25 of a vector index with the same texts."""
+    path = tmp_path / "lo.edgevec"
+    with edgevec.Index.create(path, lexical_only=True) as idx:
+        idx.add(ids=[f"r{i}" for i in range(5)], texts=TEXTS[:5],
+                metadata=[{"n": i} for i in range(5)])
+        idx.add(ids=[f"r{i}" for i in range(5, 8)], texts=TEXTS[5:],
+                metadata=[{"n": i} for i in range(5, 8)])
+        assert idx.dim == 0 and len(idx) == 8
+        want_ids, want_scores = _bm25_ids(TEXTS, "quick dog", 5)
+        res = idx.search("quick dog", k=5)
+        assert list(res.ids) == want_ids
+        np.testing.assert_allclose(res.scores, want_scores, rtol=1e-6)
+        assert idx.search(["fox", "quick dog"], k=5)[1].ids == res.ids
+        assert set(idx.search("quick dog", filter={"n": {"$gte": 3}}).ids) == {"r3", "r6"}
+        rec = idx.get("r3")
+        assert rec.text == "fox and dog" and rec.vector.shape == (0,)
+        for bad, match in ((lambda: idx.search("dog", mode="hybrid"), "lexical-only"),
+                           (lambda: idx.search(_vectors(1)[0]), "lexical-only"),
+                           (lambda: idx.add(_vectors(1), ids=["x"], texts=["x"]),
+                            "texts= alone"),
+                           (lambda: idx.add(ids=["x"]), "texts="),
+                           (lambda: idx.calibrate(), "no vectors")):
+            with pytest.raises(edgevec.InvalidInput, match=match):
+                bad()
+        idx.delete(["r2"])
+        idx.compact()
+        live = [i for i in range(8) if i != 2]
+        assert list(idx.search("quick dog", k=10).ids) == _bm25_ids(TEXTS, "quick dog", 10,
+                                                                    live)[0]
+    info = edgevec.info(path)
+    assert info["format_version"] == "1.2" and info["lexical_only"] and info["codecs"] == []
+    assert not any(k in info["section_bytes"] for k in ("binary", "int8", "calibration"))
+    edgevec.verify(path)
+    with pytest.raises(edgevec.InvalidInput, match="lexical_only"):
+        edgevec.Index.create(tmp_path / "x.edgevec", lexical_only=True, dim=8)
+    with pytest.raises(edgevec.InvalidInput, match="lexical_only"):
+        edgevec.Index.create(tmp_path / "x.edgevec", lexical_only=True, lexical=False)
+
+
+def test_lexical_only_directory_rules(tmp_path):
+    """A dim-0 directory must name meta.lexical and hold no vector section; files with
+    vectors keep the 1.1 stamp so 1.1 readers still read them."""
+    from edgevec.storage.directory import parse_directory
+    from edgevec.errors import FormatError
+    import json
+    meta = {"dim": 0, "metric": "cosine", "id_type": None, "codecs": [], "rows": 0,
+            "deleted": 0, "next_auto_id": 0, "fields": {}, "user": {},
+            "lexical": {"analyzer": {}, "fingerprint": "", "bm25": {"k1": 1.2, "b": 0.75},
+                        "rrf": {"k": 10, "depth": 100}}}
+
+    def parse(m, sections=(), segments=()):
+        raw = json.dumps({"meta": m, "segments": list(segments), "sections": list(sections)})
+        return parse_directory(raw.encode(), path="x", dir_offset=1536,
+                               committed_length=1536 + len(raw), file_minor=2)
+    assert parse(meta).dim == 0
+    with pytest.raises(FormatError, match="meta.lexical is null"):
+        parse({**meta, "lexical": None})
+    with pytest.raises(FormatError, match="must be empty"):
+        parse({**meta, "codecs": ["binary", "int8"]})
+    with pytest.raises(FormatError, match="vector or calibration"):
+        parse(meta, [{"kind": "calibration", "offset": 1536, "length": 0, "dtype": "<f4",
+                      "shape": [2, 0], "crc32": 0}])
+    with edgevec.Index.create(tmp_path / "v.edgevec", dim=8, lexical=True) as idx:
+        idx.add(_vectors(2), texts=["a", "b"])
+    assert edgevec.info(tmp_path / "v.edgevec")["format_version"] == "1.1"
+
+
+def test_cli_builds_and_searches_a_lexical_only_index(tmp_path, capsys):
+    """`edgevec build --lexical-only`: no model is loaded (none needs to be built), the
+    file holds postings and no vectors, and search is lexical by default."""
+    import json
+
+    from edgevec import cli
+    corpus = tmp_path / "docs.jsonl"
+    with open(corpus, "w") as f:
+        for i, text in enumerate(TEXTS):
+            f.write(json.dumps({"id": f"r{i}", "text": text, "n": i}) + "\n")
+        f.write("not json\n")
+    out = str(tmp_path / "lo.edgevec")
+    assert cli.main(["build", str(corpus), "-o", out, "--id-field", "id", "--lexical-only",
+                     "--quiet"]) == 0
+    assert "passages/s" in capsys.readouterr().out
+    assert cli.main(["search", out, "quick dog", "-k", "5", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)["results"]
+    # the empty text is skipped by the ingest; the BM25 of the rest decides the order
+    kept = [i for i, t in enumerate(TEXTS) if t]
+    assert [r["id"] for r in found] == _bm25_ids(TEXTS, "quick dog", 5, kept)[0]
+    assert found[0]["metadata"] == {"n": int(found[0]["id"][1:])}
+    assert cli.main(["search", out, "dog", "--mode", "hybrid"]) == 1
+    assert "lexical-only" in capsys.readouterr().err
+    assert cli.main(["info", out, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["lexical_only"] and info["dim"] == 0 and info["embedder"] is None
+    assert cli.main(["build", str(corpus), "-o", out, "--lexical-only"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert not os.path.exists(out + ".writing")

@@ -31,7 +31,8 @@ from .layout import (
     dtype_of,
 )
 
-SEGMENT_REQUIRED = ("binary", "int8", "idkeys", "idrows")
+SEGMENT_REQUIRED = ("binary", "int8", "idkeys", "idrows")  # the first two: not when dim is 0
+VECTOR_KINDS = ("binary", "int8", "f16")
 PAIRED = (("texts.offsets", "texts.bytes"), ("meta.offsets", "meta.bytes"),
           ("ids.offsets", "ids.bytes"))
 MAX_DIM = 65536
@@ -139,7 +140,7 @@ class _Checker:
 
 def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
                     file_minor: int) -> Directory:
-    """Parse and validate a directory (rules D1-D13 of SPEC.md)."""
+    """Parse and validate a directory (rules D1-D14 of SPEC.md)."""
     ck = _Checker(path, dir_offset)
     try:
         doc = json.loads(bytes(raw).decode("utf-8"))
@@ -149,7 +150,7 @@ def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
         ck.fail(f"directory must be a JSON object, got {type(doc).__name__}")
 
     meta = ck.get(doc, "meta", dict, "directory")
-    dim = ck.count(meta, "dim", "meta", low=1, high=MAX_DIM)
+    dim = ck.count(meta, "dim", "meta", low=0, high=MAX_DIM)  # 0: lexical-only (1.2)
     metric = ck.get(meta, "metric", str, "meta")
     if metric not in METRICS:
         ck.fail(f"meta.metric {metric!r} is not one of {METRICS}")
@@ -159,7 +160,10 @@ def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
     if id_type is not None and id_type not in ID_TYPES:
         ck.fail(f"meta.id_type {id_type!r} is not one of {ID_TYPES} or null")
     codecs = ck.get(meta, "codecs", list, "meta")
-    if not all(isinstance(c, str) for c in codecs) or not {"binary", "int8"} <= set(codecs):
+    if dim == 0:
+        if codecs:
+            ck.fail(f"meta.codecs {codecs!r:.80} must be empty in a lexical-only index (dim 0)")
+    elif not all(isinstance(c, str) for c in codecs) or not {"binary", "int8"} <= set(codecs):
         ck.fail(f"meta.codecs {codecs!r:.80} must list 'binary' and 'int8' (and may list 'f16')")
     has_f16 = "f16" in codecs
     rows_total = ck.count(meta, "rows", "meta")
@@ -177,6 +181,8 @@ def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
     lexical = ck.get(meta, "lexical", dict, "meta", optional=True)
     if lexical is not None:
         _check_lexical(ck, lexical)
+    elif dim == 0:
+        ck.fail("meta.dim is 0 (a lexical-only index) but meta.lexical is null")
 
     raw_segments = ck.get(doc, "segments", list, "directory")
     segments: list[SegmentInfo] = []
@@ -334,12 +340,16 @@ def _register(ck: _Checker, d: Directory, sec: Section, where: str) -> None:
 
 def _check_complete(ck: _Checker, d: Directory, has_f16: bool, id_type: str | None,
                     lexical_index: bool | None = None) -> None:
-    if d.segments and d.calibration is None:
+    vectors = d.dim > 0
+    if d.segments and vectors and d.calibration is None:
         ck.fail("the index has rows but no calibration section")
+    if not vectors and (d.calibration is not None
+                        or any(k in VECTOR_KINDS for k, _ in d.by_segment)):
+        ck.fail("a lexical-only index (dim 0) has a vector or calibration section")
     if d.segments and id_type is None:
         ck.fail("the index has rows but meta.id_type is null")
     for s in range(len(d.segments)):
-        for kind in SEGMENT_REQUIRED:
+        for kind in SEGMENT_REQUIRED if vectors else SEGMENT_REQUIRED[2:]:
             if (kind, s) not in d.by_segment:
                 ck.fail(f"segment {s} has no {kind!r} section")
         if has_f16 != (("f16", s) in d.by_segment):

@@ -15,7 +15,9 @@ from ..errors import ChecksumMismatch, HeaderError, NotAnEdgevecFile, Unsupporte
 
 MAGIC = b"\x89EDGEVEC"
 VERSION_MAJOR = 1
-VERSION_MINOR = 1  # 1.1: lexical postings (lex.* sections, meta.lexical)
+VERSION_MINOR = 2  # 1.1: lexical postings (lex.* sections, meta.lexical); 1.2: lexical-only
+# indexes (dim 0, no vector sections). A file is stamped with the lowest minor version
+# that reads it (minor_for), so a file with vectors stays readable by 1.1 readers.
 ALIGN = 64
 # The two commit slots live in different 512-byte sectors so that a torn sector write can
 # damage at most one of them.
@@ -82,8 +84,14 @@ def crc32(data, value: int = 0) -> int:
 # --- preamble ------------------------------------------------------------------------
 
 
-def pack_preamble() -> bytes:
-    body = _PREAMBLE.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR, DATA_START, ALIGN, 0, 0)
+def minor_for(meta: dict) -> int:
+    """The minor version a file with this meta is stamped with: 2 for a lexical-only index
+    (a 1.1 reader would misread it), else 1."""
+    return 2 if meta.get("dim") == 0 else 1
+
+
+def pack_preamble(minor: int = VERSION_MINOR) -> bytes:
+    body = _PREAMBLE.pack(MAGIC, VERSION_MAJOR, minor, DATA_START, ALIGN, 0, 0)
     return body[:60] + struct.pack("<I", crc32(body[:60]))
 
 

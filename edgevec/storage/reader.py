@@ -329,7 +329,7 @@ class Snapshot:
         int8 codes decoded with the calibration."""
         rows, groups = self._by_segment(rows)
         out = np.empty((len(rows), self.dim), dtype=np.float32)
-        for g, pos, local in groups:
+        for g, pos, local in groups if self.dim else ():  # lexical-only: [n, 0]
             f16 = self.segment_array("f16", g)
             out[pos] = (f16[local] if f16 is not None else
                         dequantize_int8(self.segment_array("int8", g)[local], self.calibration()))
@@ -515,7 +515,7 @@ class Snapshot:
             "segments": len(d.segments), "id_type": meta["id_type"],
             "codecs": list(meta["codecs"]), "fields": dict(meta["fields"]),
             "rescore_m": meta.get("rescore_m"), "embedder": meta.get("embedder"),
-            "lexical": meta.get("lexical"),
+            "lexical": meta.get("lexical"), "lexical_only": self.dim == 0,
             "lexical_bytes": sum(v for k, v in by_kind.items() if k.startswith("lex.")),
             "user": meta["user"], "file_bytes": self.header.file_size,
             "committed_bytes": self.header.slot.committed_length, "section_bytes": by_kind,

@@ -16,16 +16,18 @@ from .writer import NEW_SEGMENT, Pending
 COMPACT_CHUNK_ROWS = 1 << 16
 
 
-def batch_pending(*, binary: np.ndarray, int8: np.ndarray, f16: np.ndarray | None,
+def batch_pending(*, binary: np.ndarray | None, int8: np.ndarray | None,
+                  f16: np.ndarray | None,
                   ids: Sequence, id_type: str, texts: Sequence[str] | None,
                   meta_json: Sequence[str] | None,
                   columns: Sequence[tuple[str, str, str, np.ndarray]],
                   postings: Postings | None = None) -> list[Pending]:
-    """The sections of a new segment holding one validated, encoded batch."""
+    """The sections of a new segment holding one validated, encoded batch (no vector
+    codes in a lexical-only index)."""
     seg = {"segment": NEW_SEGMENT}
-    out = [Pending.of("binary", binary, **seg), Pending.of("int8", int8, **seg)]
-    if f16 is not None:
-        out.append(Pending.of("f16", f16, **seg))
+    out = [Pending.of(kind, codes, **seg)
+           for kind, codes in (("binary", binary), ("int8", int8), ("f16", f16))
+           if codes is not None]
     if id_type == "int":
         out.append(Pending.of("ids.int", np.asarray(ids, dtype="<i8"), **seg))
     else:
@@ -156,10 +158,12 @@ def compact_pending(snap: Snapshot) -> tuple[list[Pending], int]:
         out.append(Pending("blob", iter([snap.array(sec)]), "|u1", sec.shape, {"name": name}))
     if not total:
         return out, 0
-    w = snap.segment_array("binary", 0).shape[1]
-    out.append(Pending("binary", _chunks(snap, "binary", live), "<u8", (total, w), dict(extra)))
-    out.append(Pending("int8", _chunks(snap, "int8", live), "|i1", (total, snap.dim),
-                       dict(extra)))
+    if snap.dim:  # (a lexical-only index has no vector codes)
+        w = snap.segment_array("binary", 0).shape[1]
+        out.append(Pending("binary", _chunks(snap, "binary", live), "<u8", (total, w),
+                           dict(extra)))
+        out.append(Pending("int8", _chunks(snap, "int8", live), "|i1", (total, snap.dim),
+                           dict(extra)))
     if ("f16", 0) in d.by_segment:
         out.append(Pending("f16", _chunks(snap, "f16", live), "<f2", (total, snap.dim),
                            dict(extra)))

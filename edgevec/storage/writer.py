@@ -30,6 +30,7 @@ from .layout import (
     align_up,
     crc32,
     dtype_code,
+    minor_for,
     pack_preamble,
     pack_slot,
 )
@@ -76,7 +77,7 @@ def empty_directory(meta: dict) -> Directory:
 def write_fresh(fd: int, directory: Directory, pending: list[Pending],
                 segment_rows: int | None) -> None:
     """Write a complete new file (header, sections, directory, slot) into `fd`."""
-    _write_all(fd, pack_preamble(), 0)
+    _write_all(fd, pack_preamble(minor_for(directory.meta)), 0)
     _write_all(fd, bytes(DATA_START - 64), 64)
     _append_commit(fd, directory, pending, segment_rows, committed_length=DATA_START,
                    generation=1, slot_index=0)

@@ -85,6 +85,15 @@ def build(outdir: str) -> dict[str, str]:
                 texts=["quick quick DOG", "Straße 42"])
         idx.delete(["b"])
     paths["lexical"] = p
+
+    # 1.2: a lexical-only index (dim 0, no vector sections), texts and metadata
+    p = os.path.join(outdir, "lexical-only.edgevec")
+    with edgevec.Index.create(p, lexical_only=True, overwrite=True) as idx:
+        idx.add(texts=["The quick brown fox", "a lazy dog", "中文分词 quick"],
+                metadata=[{"n": 1}, None, {"n": 3}])
+        idx.add(texts=["quick quick DOG", ""])
+        idx.delete([1])
+    paths["lexical-only"] = p
     return paths
 
 
