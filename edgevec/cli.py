@@ -109,7 +109,8 @@ def cmd_search(args) -> int:
     with open_index(args.file) as idx:
         t1 = time.perf_counter()
         res = idx.search(args.query, k=args.k, filter=_parse_filter(args.filter),
-                         min_score=args.min_score, exact=args.exact, mode=args.mode)
+                         min_score=args.min_score, exact=args.exact, mode=args.mode,
+                         alpha=args.alpha)
         t2 = time.perf_counter()
         if args.json:
             _print_json({"query": args.query, "results": res.to_list(),
@@ -206,6 +207,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--exact", action="store_true", help="scan every row (no funnel)")
     s.add_argument("--mode", choices=("hybrid", "dense", "lexical"),
                    help="default: hybrid when the index keeps lexical postings, else dense")
+    s.add_argument("--alpha", type=float,
+                   help="hybrid: weigh normalised scores, alpha*dense + (1-alpha)*BM25, "
+                        "instead of reciprocal-rank fusion")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_search)
 

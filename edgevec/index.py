@@ -189,20 +189,26 @@ class Index:
     def search(self, query: Any, k: int = 10, *, filter: dict | None = None,  # noqa: A002
                min_score: float | None = None, m: int | None = None, exact: bool = False,
                rescore_f16: bool = True, threads: int | None = None,
-               embedder: Any = None, mode: str | None = None) -> Results | BatchResults:
+               embedder: Any = None, mode: str | None = None,
+               alpha: float | None = None) -> Results | BatchResults:
         """Search by text or vector: a str or a [dim] vector gives `Results`, a list of
         str or an [n, dim] array `BatchResults` (array-shaped, a row per query); k results
         per query (fewer only when fewer rows match).
 
         filter: metadata condition, e.g. {"lang": "en", "year": {"$gte": 2020}} (see
-        edgevec.filters), a row mask inside the scan. min_score: drop lower scores.
+        edgevec.filters), a row mask inside both retrievers. min_score: drop hits scoring
+        lower, in the mode's own score: cosine (or dot product) for dense, BM25 for
+        lexical, for hybrid the fused score: sum of 1/(rrf_k + rank) over the two lists
+        (at most 2/(rrf_k + 1), 0.18 with the default rrf_k 10), or with alpha in [0, 1].
         m: the funnel's depth: k*m candidates by Hamming distance rescored with int8, the
         best 4k then with float16 when stored (default: the depth measured on the index).
         exact: scan every row instead. threads: for the scans (default: all cores).
         embedder: checks that vectors you embedded come from the index's model.
         mode: "dense", "lexical" (BM25) or "hybrid" (both, fused by reciprocal rank; hits
         carry `ranks`); default: hybrid for text on an index with postings (lexical when
-        it has no model), dense for vectors. Scores (and min_score) follow the mode."""
+        it has no model), dense for vectors. alpha (hybrid): None fuses by reciprocal
+        rank; a number in [0, 1] scores alpha * dense + (1 - alpha) * BM25, each list's
+        scores min-max normalised over its top rrf depth (1: dense order, 0: BM25)."""
         s = self._s
         k = check_k(k)
         stored.check(embedder, s)
@@ -220,7 +226,7 @@ class Index:
                 query = vectors[0] if single else vectors
         return run_query(s, query, texts=texts, mode=mode, k=k, filter=filter,
                          min_score=min_score, m=m, exact=exact, rescore_f16=rescore_f16,
-                         threads=threads, single=single)
+                         threads=threads, single=single, alpha=alpha)
 
     def add(self, vectors: Any = None, *, ids: Sequence[Id] | None = None,
             texts: Sequence[str] | None = None,

@@ -14,7 +14,7 @@ import numpy as np
 
 from .calibration import DEFAULT_M
 from .funnel import Segment, exact_search, funnel_search
-from .fusion import rrf
+from .fusion import rrf, weighted
 from .lexical import Analyzer, bm25
 from .lexical.bm25 import BM25
 from .results import BatchResults, Results
@@ -48,13 +48,15 @@ def search(snap: Snapshot, queries: Any, *, texts: list[str] | None = None,
            mode: str | None = None, k: int = 10, filter: dict | None = None,  # noqa: A002
            min_score: float | None = None, m: int | None = None, exact: bool = False,
            rescore_f16: bool = True, threads: int | None = None,
-           single: bool | None = None) -> Results | BatchResults:
+           single: bool | None = None, alpha: float | None = None
+           ) -> Results | BatchResults:
     """Queries over `snap` -> `Results` (one query) or `BatchResults`. `queries`: vectors
     ([dim] or [nq, dim]; None for a lexical search), `texts`: the query texts (lexical and
     hybrid modes). `mode`: "dense", "lexical" or "hybrid" (default: hybrid for texts on
-    an index with postings, else dense). Scores: cosine or dot product (dense), BM25
-    (lexical), the reciprocal-rank fusion score (hybrid); `min_score` applies to them.
-    The other options are those of `Index.search`."""
+    an index with postings, else dense). `alpha`: hybrid only; None fuses by reciprocal
+    rank, a number in [0, 1] weighs normalised scores (edgevec.fusion). Scores (and so
+    `min_score`): cosine or dot product (dense), BM25 (lexical), the fusion score
+    (hybrid). The other options are those of `Index.search`."""
     lexical_index = bool(snap.meta.get("lexical"))
     if mode is None:
         mode = "hybrid" if texts is not None and lexical_index and queries is not None else (
@@ -67,6 +69,9 @@ def search(snap: Snapshot, queries: Any, *, texts: list[str] | None = None,
         raise InvalidInput(f"mode={mode!r} needs a text query and an index with lexical "
                            f"postings; {snap.path} has {'them' if lexical_index else 'none'} "
                            "(create it with lexical=True)")
+    if alpha is not None and mode != "hybrid":
+        raise InvalidInput(f"alpha weighs the two lists of mode='hybrid'; this search is "
+                           f"mode={mode!r}")
     if single is None:
         single = np.ndim(queries) == 1
     k = check_k(k)
@@ -97,8 +102,15 @@ def search(snap: Snapshot, queries: Any, *, texts: list[str] | None = None,
         if mode == "lexical":
             scores, rows = _pad(lexical, k)
         else:
-            fused = [rrf([rows[i], lexical[i][1]], k, rrf_k=snap.meta["lexical"]["rrf"]["k"],
-                         depth=depth) for i in range(nq)]
+            if alpha is None:
+                fused = [rrf([rows[i], lexical[i][1]], k,
+                             rrf_k=snap.meta["lexical"]["rrf"]["k"], depth=depth)
+                         for i in range(nq)]
+            else:
+                live = [rows[i] >= 0 for i in range(nq)]
+                fused = [weighted([rows[i][live[i]], lexical[i][1]],
+                                  [scores[i][live[i]], lexical[i][0]], k, alpha=alpha,
+                                  depth=depth) for i in range(nq)]
             scores, rows = _pad([(f[0].astype(np.float32), f[1]) for f in fused], k)
             ranks = np.zeros((nq, rows.shape[1], 2), dtype=np.int32)
             for i, f in enumerate(fused):

@@ -69,6 +69,10 @@ def test_build_and_search_through_the_cli(built, capsys):
     assert lexical[0]["id"] == "py-csv" and "ranks" not in lexical[0]
     assert cli.main(["search", built, "csv files", "-k", "2"]) == 0
     assert "[dense #" in capsys.readouterr().out
+    assert cli.main(["search", built, "how do I read a csv file", "--alpha", "0.7",
+                     "--json"]) == 0
+    weighted = json.loads(capsys.readouterr().out)["results"]
+    assert weighted[0]["id"] == "py-csv" and 0 <= weighted[-1]["score"] <= 1
     assert cli.main(["info", built, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["rows"] == len(DOCS) and info["embedder"]["name"] == "minilm-l6"

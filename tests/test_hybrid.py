@@ -216,3 +216,37 @@ def test_cli_builds_and_searches_a_lexical_only_index(tmp_path, capsys):
     assert cli.main(["build", str(corpus), "-o", out, "--lexical-only"]) == 1
     assert "already exists" in capsys.readouterr().err
     assert not os.path.exists(out + ".writing")
+
+
+def test_weighted_hybrid_and_min_score_in_every_mode(lexical_index):
+    """alpha=1 keeps the dense order, alpha=0 the BM25 order; min_score cuts each mode in
+    its own score (the planner is called with a vector and a text, as Index.search does
+    for a text index with a model)."""
+    from edgevec.query import search
+    q = _vectors(1, seed=5)[0]
+    with edgevec.open(lexical_index) as idx:
+        s = idx._s
+        dense = search(s, q, k=8, mode="dense", exact=True)
+        lexical = search(s, None, texts=["quick dog"], mode="lexical", k=8, single=True)
+        by_dense = search(s, q, texts=["quick dog"], mode="hybrid", alpha=1.0, k=8,
+                          exact=True, single=True)
+        assert by_dense.ids == dense.ids
+        assert by_dense.ranks[:, 0].tolist() == list(range(1, 9))
+        by_lexical = search(s, q, texts=["quick dog"], mode="hybrid", alpha=0.0, k=8,
+                            exact=True, single=True)
+        n = len(lexical.ids)
+        assert by_lexical.ids[:n - 1] == lexical.ids[:n - 1]  # the last normalises to 0
+        rrf = search(s, q, texts=["quick dog"], mode="hybrid", k=8, exact=True, single=True)
+        assert rrf.scores.max() <= 2 / 11 + 1e-9
+        for res, kw in ((dense, {"mode": "dense"}), (lexical, {"mode": "lexical"}),
+                        (rrf, {"mode": "hybrid"}), (by_lexical, {"mode": "hybrid",
+                                                                 "alpha": 0.0})):
+            cut = float(res.scores[2])
+            got = search(s, q if kw["mode"] != "lexical" else None,
+                         texts=None if kw["mode"] == "dense" else ["quick dog"], k=8,
+                         exact=True, single=True, min_score=cut, **kw)
+            assert got.ids == tuple(i for i, sc in zip(res.ids, res.scores) if sc >= cut)
+        with pytest.raises(edgevec.InvalidInput, match="alpha weighs"):
+            idx.search(q, alpha=0.5)
+        with pytest.raises(edgevec.InvalidInput, match="alpha"):
+            search(s, q, texts=["dog"], mode="hybrid", alpha=2.0)

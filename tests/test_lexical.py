@@ -245,3 +245,24 @@ def test_numpy_and_numba_bm25_give_the_same_rows_and_scores(monkeypatch):
         got[engine] = [bm25.search([p], q, 50) for q in queries]
     for (s1, r1), (s2, r2) in zip(got["numba"], got["numpy"]):
         assert np.array_equal(r1, r2) and np.array_equal(s1, s2)
+
+
+def test_weighted_fusion_normalises_each_list_and_weighs_them():
+    from edgevec.fusion import weighted
+    dense_rows, dense_scores = np.array([4, 2, 9]), np.array([0.9, 0.5, 0.1])
+    lex_rows, lex_scores = np.array([2, 7]), np.array([12.0, 3.0])
+    s, r, ranks = weighted([dense_rows, lex_rows], [dense_scores, lex_scores], 10, alpha=0.5)
+    # dense normalised: 4 -> 1, 2 -> 0.5, 9 -> 0; lexical: 2 -> 1, 7 -> 0
+    assert r.tolist() == [2, 4, 7, 9]
+    np.testing.assert_allclose(s, [0.75, 0.5, 0.0, 0.0])
+    assert ranks.tolist() == [[2, 1], [1, 0], [0, 2], [3, 0]]  # ties go to the lower row
+    assert weighted([dense_rows, lex_rows], [dense_scores, lex_scores], 3,
+                    alpha=1.0)[1].tolist() == [4, 2, 7]  # alpha 1: dense order, then ties
+    assert weighted([dense_rows, lex_rows], [dense_scores, lex_scores], 1,
+                    alpha=0.0)[1].tolist() == [2]
+    one = weighted([np.array([5]), np.zeros(0, np.int64)], [np.array([0.3]), np.zeros(0)], 5,
+                   alpha=0.3)  # a single score normalises to 1
+    np.testing.assert_allclose(one[0], [0.3])
+    for bad in (-0.1, 1.5, float("nan"), "0.5", True):
+        with pytest.raises(edgevec.InvalidInput, match="alpha"):
+            weighted([dense_rows, lex_rows], [dense_scores, lex_scores], 3, alpha=bad)
