@@ -104,15 +104,21 @@ def tombstones(snap: Snapshot, ids: Any) -> tuple[list[Pending], int]:
 
 def compaction(snap: Snapshot, lexical: dict | None) -> tuple[list[Pending], int]:
     """The sections of one segment holding every live row of `snap` (see
-    storage.segments.compact_pending), with postings (when `lexical`, the new
-    meta.lexical) built from the live rows' texts by that analyzer: for the index's own
-    analyzer, the same terms as when the rows were added."""
-    pending, total = compact_pending(snap)
+    storage.segments.compact_pending), with postings when `lexical` (the new
+    meta.lexical): the segments' postings merged through the old -> new row map when the
+    index already keeps them with the same analyzer (no text is analysed again), else
+    built from the live rows' texts by that analyzer."""
+    pending, total = compact_pending(snap)  # (verifies the file, postings included)
     if lexical and total:
-        analyzer = Analyzer.from_settings(lexical["analyzer"])
-        texts = snap.texts_of(snap.live_rows())
-        pending += postings_pending(Postings.build([analyzer.terms(t or "") for t in texts]),
-                                    {"segment": NEW_SEGMENT})
+        old = snap.meta.get("lexical")
+        if old and old["fingerprint"] == lexical["fingerprint"]:
+            postings = Postings.merge([(snap.postings(g), snap.live_rows(g))
+                                       for g, info in enumerate(snap.segments) if info.rows])
+        else:
+            analyzer = Analyzer.from_settings(lexical["analyzer"])
+            postings = Postings.build([analyzer.terms(t or "")
+                                       for t in snap.texts_of(snap.live_rows())])
+        pending += postings_pending(postings, {"segment": NEW_SEGMENT})
     return pending, total
 
 

@@ -250,3 +250,18 @@ def test_weighted_hybrid_and_min_score_in_every_mode(lexical_index):
             idx.search(q, alpha=0.5)
         with pytest.raises(edgevec.InvalidInput, match="alpha"):
             search(s, q, texts=["dog"], mode="hybrid", alpha=2.0)
+
+
+def test_compaction_merges_postings_without_analysing_texts(lexical_index, monkeypatch):
+    with edgevec.open(lexical_index, writable=True) as idx:
+        idx.delete(["r1", "r6"])
+        before = {q: idx.search(q, k=10).ids for q in ("quick dog", "fox", "中文", "lazy")}
+        monkeypatch.setattr(Analyzer, "terms", lambda self, text: 1 / 0)
+        idx.compact()
+        monkeypatch.undo()
+        after = {q: idx.search(q, k=10).ids for q in before}
+        assert {q: set(v) for q, v in after.items()} == {q: set(v) for q, v in before.items()}
+        live = [i for i in range(8) if i not in (1, 6)]
+        assert list(after["quick dog"]) == _bm25_ids(TEXTS, "quick dog", 10, live)[0]
+        assert after["中文"] == () and after["lazy"] == ()
+    edgevec.verify(lexical_index)

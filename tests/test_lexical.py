@@ -266,3 +266,20 @@ def test_weighted_fusion_normalises_each_list_and_weighs_them():
     for bad in (-0.1, 1.5, float("nan"), "0.5", True):
         with pytest.raises(edgevec.InvalidInput, match="alpha"):
             weighted([dense_rows, lex_rows], [dense_scores, lex_scores], 3, alpha=bad)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_merged_postings_equal_postings_built_from_the_kept_rows(seed):
+    """Compaction merges segments' postings through the row map: the same sections as
+    analysing the kept rows' texts again (terms only deleted rows held disappear)."""
+    rng = np.random.default_rng(seed)
+    words = ["a", "b", "fox", "dog", "ü", "中文", "zz", "x1"]
+    segments = [[list(rng.choice(words, size=rng.integers(0, 12))) for _ in range(n)]
+                for n in rng.integers(0, 30, size=3)]
+    keeps = [np.flatnonzero(rng.random(len(rows)) < 0.6) for rows in segments]
+    merged = Postings.merge([(Postings.build(rows), keep) for rows, keep in
+                             zip(segments, keeps)])
+    want = Postings.build([rows[i] for rows, keep in zip(segments, keeps) for i in keep])
+    assert merged.terms == want.terms
+    for field in ("df", "offsets", "data", "norms", "totals"):
+        np.testing.assert_array_equal(getattr(merged, field), getattr(want, field))

@@ -19,6 +19,7 @@ below the leading one; lengths of 2**19 terms or more share code 255.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 
@@ -101,11 +102,55 @@ class Postings:
         rank = np.empty(len(names), dtype=np.int64)
         rank[order] = np.arange(len(names))
         tid = rank[tid] if len(tid) else tid
-        # (term, row) pairs with their counts
-        pair = np.unique(tid * max(n, 1) + row_of, return_counts=True) if len(tid) else (
-            np.zeros(0, np.int64), np.zeros(0, np.int64))
-        keys, tf = pair
-        p_term, p_row = keys // max(n, 1), keys % max(n, 1)
+        # (term, row) pairs with their counts, sorted by term, then row
+        keys, tf = np.unique(tid * max(n, 1) + row_of, return_counts=True)
+        return cls._encode([names[i] for i in order], keys // max(n, 1), keys % max(n, 1),
+                           tf, n)
+
+    @classmethod
+    def merge(cls, parts: Sequence[tuple["Postings", np.ndarray]]) -> "Postings":
+        """The postings of some rows of several segments as one segment, without
+        analysing any text again: parts[i] = (segment i's postings, the local rows it
+        keeps, ascending); kept rows are renumbered consecutively in that order, terms no
+        kept row holds are dropped. The postings must be verified (V7) first."""
+        term_lists = [p.terms if isinstance(p.terms, list) else p.terms.all() for p, _ in parts]
+        merged = sorted(set().union(*term_lists), key=lambda t: t.encode("utf-8"))
+        lookup = dict(zip(merged, range(len(merged))))
+        terms, rows, freqs = [], [], []
+        start = 0
+        for (p, keep), names in zip(parts, term_lists):
+            new_row = np.full(len(p.norms), -1, dtype=np.int64)
+            new_row[keep] = np.arange(start, start + len(keep))
+            start += len(keep)
+            values = decode_varints(p.data)
+            gaps, tf = values[0::2], values[1::2]
+            df = p.df.astype(np.int64)
+            ends = np.cumsum(gaps)
+            first = np.cumsum(df) - df  # each term's first posting
+            before = np.where(first > 0, ends[np.maximum(first - 1, 0)], 0) if len(ends) \
+                else np.zeros(len(df), np.int64)
+            local = ends - np.repeat(before, df) - 1
+            mapped = new_row[local]
+            kept = mapped >= 0
+            term_of = np.fromiter(map(lookup.__getitem__, names), dtype=np.int64,
+                                  count=len(names))
+            terms.append(np.repeat(term_of, df)[kept])
+            rows.append(mapped[kept])
+            freqs.append(tf[kept])
+        term = np.concatenate(terms) if terms else np.zeros(0, np.int64)
+        order = np.argsort(term, kind="stable")  # rows ascend within a term already
+        term, row = term[order], np.concatenate(rows)[order] if rows else term
+        tf = np.concatenate(freqs)[order] if freqs else term
+        held = np.bincount(term, minlength=len(merged)) > 0
+        renumber = np.cumsum(held) - 1
+        return cls._encode([t for t, h in zip(merged, held.tolist()) if h], renumber[term],
+                           row, tf, start)
+
+    @classmethod
+    def _encode(cls, names: list[str], p_term: np.ndarray, p_row: np.ndarray,
+                tf: np.ndarray, n: int) -> "Postings":
+        """Postings from (term index, row, frequency) triples sorted by term, then row,
+        over `n` rows; row lengths are the sums of their frequencies."""
         df = np.bincount(p_term, minlength=len(names)).astype(np.uint32)
         first = np.concatenate([[True], p_term[1:] != p_term[:-1]]) if len(p_term) else \
             np.zeros(0, bool)
@@ -119,7 +164,9 @@ class Postings:
         term_bytes = np.bincount(p_term, weights=per_posting, minlength=len(names))
         offsets = np.zeros(len(names) + 1, dtype=np.uint64)
         np.cumsum(term_bytes.astype(np.uint64), out=offsets[1:])
-        return cls([names[i] for i in order], df, offsets, data, length_to_norm(lengths),
+        lengths = np.bincount(p_row, weights=tf, minlength=n).astype(np.int64) if n else \
+            np.zeros(0, np.int64)
+        return cls(list(names), df, offsets, data, length_to_norm(lengths),
                    np.array([n, int(lengths.sum())], dtype=np.uint64))
 
     def find(self, term: str) -> int:
