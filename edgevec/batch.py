@@ -9,6 +9,7 @@ the index has grown RECALIBRATE_GROWTH-fold since (on a sample of every live row
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from .errors import DuplicateId, InvalidInput, UnknownId
 from .fusion import RRF_DEPTH, RRF_K
 from .lexical import Analyzer
 from .lexical.bm25 import BM25
+from .search import ENGINE
 from .storage.columns import encode_columns
 from .storage.postings import Postings
 from .storage.layout import METRICS
@@ -115,11 +117,27 @@ def compaction(snap: Snapshot, lexical: dict | None) -> tuple[list[Pending], int
             postings = Postings.merge([(snap.postings(g), snap.live_rows(g))
                                        for g, info in enumerate(snap.segments) if info.rows])
         else:
-            analyzer = Analyzer.from_settings(lexical["analyzer"])
-            postings = Postings.build([analyzer.terms(t or "")
-                                       for t in snap.texts_of(snap.live_rows())])
+            postings = analyze(Analyzer.from_settings(lexical["analyzer"]),
+                               [t or "" for t in snap.texts_of(snap.live_rows())])
         pending += postings_pending(postings, {"segment": NEW_SEGMENT})
     return pending, total
+
+
+# what the Python analyzer spends per character of text (~65 us for a 100-word passage)
+PYTHON_SECONDS_PER_CHAR = 1e-7
+
+
+def analyze(analyzer: Analyzer, texts: list[str]) -> Postings:
+    """The postings of a batch of texts: by the compiled kernels, or in Python while a
+    process has not loaded Numba and the batch is small (search.ScanEngine's rule: the
+    same postings either way, tested)."""
+    estimate = sum(map(len, texts)) * PYTHON_SECONDS_PER_CHAR
+    if not ENGINE.use_numpy_for(estimate):
+        return analyzer.postings(texts)
+    start = time.perf_counter()
+    postings = analyzer.postings(texts, compiled=False)
+    ENGINE.numpy_seconds += time.perf_counter() - start
+    return postings
 
 
 @dataclass(frozen=True)
@@ -158,8 +176,8 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
         if text_list is None:
             raise InvalidInput(f"{snap.path} keeps lexical postings (hybrid search): pass "
                                "texts= with every batch")
-        analyzer = Analyzer.from_settings(snap.meta["lexical"]["analyzer"])
-        postings = Postings.build([analyzer.terms(t) for t in text_list])
+        postings = analyze(Analyzer.from_settings(snap.meta["lexical"]["analyzer"]),
+                           text_list)
     rows = snap.find_many(id_list)
     if (rows >= 0).any():
         j = int(np.argmax(rows >= 0))

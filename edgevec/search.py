@@ -111,6 +111,7 @@ class ScanEngine:
 
     NUMBA_LOAD_SECONDS = 0.5
     NUMPY_MAX_WORDS = 1 << 23  # 64 MB of codes: ~90 ms in NumPy
+    NUMPY_MAX_SECONDS = 0.09   # work expected to take longer goes to Numba at once
 
     def __init__(self) -> None:
         self.mode = os.environ.get("EDGEVEC_SCAN", "auto")
@@ -118,10 +119,16 @@ class ScanEngine:
         self.numba_loaded = False
 
     def use_numpy(self, words: int) -> bool:
+        """For a scan of `words` 64-bit words of codes."""
+        return self.use_numpy_for(words * self.NUMPY_MAX_SECONDS / self.NUMPY_MAX_WORDS)
+
+    def use_numpy_for(self, seconds: float) -> bool:
+        """For work expected to take `seconds` without Numba (NumPy or Python); the
+        caller adds the time it then spends to `numpy_seconds`."""
         if self.mode not in ("auto", "numba", "numpy"):
             raise InvalidInput(f"EDGEVEC_SCAN must be auto, numba or numpy, got {self.mode!r}")
         if self.mode == "numpy" or (self.mode == "auto" and not self.numba_loaded
-                                    and words <= self.NUMPY_MAX_WORDS
+                                    and seconds <= self.NUMPY_MAX_SECONDS
                                     and self.numpy_seconds < self.NUMBA_LOAD_SECONDS):
             return True
         self.numba_loaded = True

@@ -283,3 +283,34 @@ def test_merged_postings_equal_postings_built_from_the_kept_rows(seed):
     assert merged.terms == want.terms
     for field in ("df", "offsets", "data", "norms", "totals"):
         np.testing.assert_array_equal(getattr(merged, field), getattr(want, field))
+
+
+@pytest.mark.parametrize("stem", [None, "english"])
+def test_compiled_postings_equal_python_postings(stem):
+    """Analyzer.postings(compiled=True) (edgevec.kernels.terms) builds the very sections
+    of the per-token Python path: ASCII and non-ASCII rows mixed, stop words, stemming,
+    tokens at the byte limit, empty rows, separators of every kind."""
+    if stem:
+        pytest.importorskip("Stemmer")
+    rng = np.random.default_rng(7)
+    words = ["The", "quick", "FOXES", "running", "a", "of", "x" * (MAX_TOKEN_BYTES - 1),
+             "y" * MAX_TOKEN_BYTES, "under_score", "42", "Straße", "中文分词", "ÉCOLE", "ü",
+             "don't", "e-mail", "tab\tsep", "new\nline", "crlf\r\n", "\u00a0nbsp"]
+    texts = ["", "   ", "\n"] + [" ".join(rng.choice(words, size=rng.integers(0, 30)))
+                                   for _ in range(300)]
+    ascii_only = [t for t in texts if t.isascii()]
+    for a in (Analyzer(stop_words="en", stemmer=stem), Analyzer(stemmer=stem)):
+        for batch in (texts, ascii_only, texts[:1], []):
+            want, got = a.postings(batch, compiled=False), a.postings(batch)
+            assert got.terms == want.terms
+            for field in ("df", "offsets", "data", "norms", "totals"):
+                np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+
+
+def test_compiled_scan_grows_its_tables_on_many_distinct_tokens():
+    a = Analyzer()
+    texts = [" ".join(f"t{i}_{j}" for j in range(500)) for i in range(200)]  # 100k terms
+    texts.append("z" * 30 + " " + "w" * 1_000_000)  # one long row, one long token dropped
+    got, want = a.postings(texts), a.postings(texts, compiled=False)
+    assert len(got.terms) == 100_001 and got.terms == want.terms
+    np.testing.assert_array_equal(got.data, want.data)

@@ -19,10 +19,14 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from ..errors import EdgevecError, InvalidInput, MissingExtra
 from ..fileio import sha256_bytes
+from ..storage.postings import Postings, length_to_norm
 
 ANALYZER_VERSION = 1  # bump when the same settings would give other terms
 MAX_TOKEN_BYTES = 40
@@ -55,6 +59,7 @@ class Analyzer:
         self.stop_words = stop_words
         self.stemmer = stemmer
         self._stop = STOP_WORDS[stop_words] if stop_words else frozenset()
+        self._stop_bytes = frozenset(w.encode("utf-8") for w in self._stop)
         self._stem = _load_stemmer(stemmer) if stemmer else None
 
     # --- what an index stores ----------------------------------------------------------------
@@ -116,6 +121,56 @@ class Analyzer:
             if last < len(token):
                 out.append(token[last:])
         return self._finish(out)
+
+    def postings(self, texts: Sequence[str], *, compiled: bool = True) -> Postings:
+        """The postings of a batch of texts (row i holds texts[i]): the same sections as
+        Postings.build([self.terms(t) for t in texts]). `compiled`: cut tokens and build
+        postings with the Numba kernels of edgevec.kernels.terms (Python touches each
+        distinct token once, for the stop list and the stemmer; a non-ASCII text is
+        analysed here and handed over as its terms), else per token in Python."""
+        if not compiled:
+            return Postings.build([self.terms(t) for t in texts])
+        from ..kernels.terms import postings_of, scan_terms
+        n = len(texts)
+        joined = "\n".join(texts) + "\n"  # "\n" ends each row: no word character
+        if joined.isascii():
+            buf = joined.lower().encode("ascii")
+            sizes = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+            final = np.zeros(n, dtype=bool)
+        else:
+            final = np.fromiter((not t.isascii() for t in texts), dtype=bool, count=n)
+            data = [" ".join(self.terms(t)).encode("utf-8") if f else t.lower().encode("ascii")
+                    for t, f in zip(texts, final.tolist())]
+            buf = b"\n".join(data) + b"\n"
+            sizes = np.fromiter(map(len, data), dtype=np.int64, count=n)
+        starts = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(sizes + 1, out=starts[1:])
+        tok_term, tok_row, arena, offsets, t_final = scan_terms(
+            np.frombuffer(buf, dtype=np.uint8), starts, final, MAX_TOKEN_BYTES)
+        blob, cuts = arena.tobytes(), offsets.tolist()
+        tokens = [blob[a:b] for a, b in zip(cuts, cuts[1:])]  # UTF-8 bytes sort like terms
+        # raw tokens still pass the stop list and the stemmer; final ones are terms already
+        finals = t_final.tolist()
+        term_of: list[bytes | None] = tokens
+        if self._stop or self._stem is not None:
+            term_of = list(tokens)
+            stop = self._stop_bytes
+            raw = [i for i, (t, f) in enumerate(zip(tokens, finals)) if not f]
+            for i in raw:
+                if tokens[i] in stop:
+                    term_of[i] = None
+            if self._stem is not None:
+                kept = [i for i in raw if term_of[i] is not None]
+                stems = self._stem.stemWords([tokens[i].decode("utf-8") for i in kept])
+                for i, stem in zip(kept, stems):
+                    term_of[i] = stem.encode("utf-8")
+        distinct = sorted(set(term_of) - {None})
+        index = dict(zip(distinct, range(len(distinct))))
+        remap = np.array([index.get(t, -1) for t in term_of], dtype=np.int64)
+        terms = [t.decode("utf-8") for t in distinct]
+        df, offsets, data_, lengths = postings_of(tok_term, tok_row, remap, n, len(terms))
+        return Postings(terms, df, offsets, data_, length_to_norm(lengths),
+                        np.array([n, int(lengths.sum())], dtype=np.uint64))
 
     def _finish(self, out: list[str]) -> list[str]:
         if self._stop:
