@@ -164,15 +164,6 @@ def scan_terms(buf, starts, final, max_bytes):
 
 
 @njit(cache=True, inline="always")
-def _varint_size(v):
-    size = 1
-    while v >= 128:
-        v >>= 7
-        size += 1
-    return size
-
-
-@njit(cache=True, inline="always")
 def _put_varint(out, pos, v):
     while v >= 128:
         out[pos] = np.uint8((v & 127) | 128)
@@ -188,11 +179,11 @@ def postings_of(tok_term, tok_row, remap, n_rows, n_terms):
     -1 (dropped) -> (df uint32[n_terms], offsets uint64[n_terms + 1], data uint8[bytes],
     lengths int64[n_rows]: kept tokens per row)."""
     lengths = np.zeros(n_rows, dtype=np.int64)
-    last_row = np.full(n_terms, -1, dtype=np.int64)
-    last_at = np.zeros(n_terms, dtype=np.int64)
-    p_term = np.empty(len(tok_term), dtype=np.int64)
-    p_row = np.empty(len(tok_term), dtype=np.int64)
-    p_tf = np.empty(len(tok_term), dtype=np.int64)
+    last_row = np.full(n_terms, -1, dtype=np.int32)
+    last_at = np.zeros(n_terms, dtype=np.int32)
+    p_term = np.empty(len(tok_term), dtype=np.int32)
+    p_row = np.empty(len(tok_term), dtype=np.int32)
+    p_tf = np.empty(len(tok_term), dtype=np.int32)
     df = np.zeros(n_terms, dtype=np.int64)
     n_p = 0
     for i in range(len(tok_term)):
@@ -211,32 +202,58 @@ def postings_of(tok_term, tok_row, remap, n_rows, n_terms):
             p_tf[n_p] = 1
             df[t] += 1
             n_p += 1
-    # counting sort by term (stable: rows stay ascending), then sizes and bytes
+    # counting sort by term (stable: rows stay ascending), then the bytes, each posting
+    # at most 10 (a gap and a frequency below 2**32: 5 bytes each)
     first = np.zeros(n_terms + 1, dtype=np.int64)
     for t in range(n_terms):
         first[t + 1] = first[t] + df[t]
     fill = first[:n_terms].copy()
-    order = np.empty(n_p, dtype=np.int64)
+    order = np.empty(n_p, dtype=np.int32)
     for p in range(n_p):
         t = p_term[p]
         order[fill[t]] = p
         fill[t] += 1
     offsets = np.zeros(n_terms + 1, dtype=np.uint64)
-    total = 0
-    for t in range(n_terms):
-        prev = -1
-        for q in range(first[t], first[t + 1]):
-            p = order[q]
-            total += _varint_size(p_row[p] - prev) + _varint_size(p_tf[p])
-            prev = p_row[p]
-        offsets[t + 1] = total
-    data = np.empty(total, dtype=np.uint8)
+    data = np.empty(10 * n_p, dtype=np.uint8)
     pos = 0
     for t in range(n_terms):
         prev = -1
         for q in range(first[t], first[t + 1]):
             p = order[q]
-            pos = _put_varint(data, pos, p_row[p] - prev)
-            pos = _put_varint(data, pos, p_tf[p])
-            prev = p_row[p]
-    return df.astype(np.uint32), offsets, data, lengths
+            row = np.int64(p_row[p])
+            pos = _put_varint(data, pos, row - prev)
+            pos = _put_varint(data, pos, np.int64(p_tf[p]))
+            prev = row
+        offsets[t + 1] = pos
+    return df.astype(np.uint32), offsets, data[:pos].copy(), lengths
+
+
+@njit(cache=True)
+def sort_keys(arena, offsets, words):
+    """uint64 [words, T]: each token's first 8 * words bytes as big-endian words, zero
+    padded (tokens hold no zero byte, so the keys sort like the bytes: np.lexsort)."""
+    n = len(offsets) - 1
+    keys = np.zeros((words, n), dtype=np.uint64)
+    for t in range(n):
+        a = offsets[t]
+        for x in range(offsets[t + 1] - a):
+            w = x >> 3
+            keys[w, t] |= np.uint64(arena[a + x]) << np.uint64(56 - 8 * (x & 7))
+    return keys
+
+
+@njit(cache=True)
+def gather(arena, offsets, ids):
+    """The bytes of tokens `ids`, each followed by a newline."""
+    size = 0
+    for i in ids:
+        size += offsets[i + 1] - offsets[i] + 1
+    out = np.empty(size, dtype=np.uint8)
+    pos = 0
+    for i in ids:
+        a, b = offsets[i], offsets[i + 1]
+        out[pos:pos + b - a] = arena[a:b]
+        pos += b - a
+        out[pos] = 10
+        pos += 1
+    return out

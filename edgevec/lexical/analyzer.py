@@ -30,6 +30,7 @@ from ..storage.postings import Postings, length_to_norm
 
 ANALYZER_VERSION = 1  # bump when the same settings would give other terms
 MAX_TOKEN_BYTES = 40
+SORT_WORDS = 5  # 8-byte words of a token's sort key: every token below MAX_TOKEN_BYTES
 
 _WORD = re.compile(r"\w+")
 # Han (with extension A and compatibility ideographs), Hiragana, Katakana, Hangul syllables
@@ -60,6 +61,10 @@ class Analyzer:
         self.stemmer = stemmer
         self._stop = STOP_WORDS[stop_words] if stop_words else frozenset()
         self._stop_bytes = frozenset(w.encode("utf-8") for w in self._stop)
+        self._stop_keyed = all(len(w) <= 8 for w in self._stop_bytes)  # (see _sorted_terms)
+        self._stop_keys = np.array(sorted(int.from_bytes(w.ljust(8, b"\0"), "big")
+                                          for w in self._stop_bytes if len(w) <= 8),
+                                   dtype=np.uint64)
         self._stem = _load_stemmer(stemmer) if stemmer else None
 
     # --- what an index stores ----------------------------------------------------------------
@@ -147,30 +152,56 @@ class Analyzer:
         np.cumsum(sizes + 1, out=starts[1:])
         tok_term, tok_row, arena, offsets, t_final = scan_terms(
             np.frombuffer(buf, dtype=np.uint8), starts, final, MAX_TOKEN_BYTES)
-        blob, cuts = arena.tobytes(), offsets.tolist()
-        tokens = [blob[a:b] for a, b in zip(cuts, cuts[1:])]  # UTF-8 bytes sort like terms
-        # raw tokens still pass the stop list and the stemmer; final ones are terms already
-        finals = t_final.tolist()
-        term_of: list[bytes | None] = tokens
-        if self._stop or self._stem is not None:
-            term_of = list(tokens)
-            stop = self._stop_bytes
-            raw = [i for i, (t, f) in enumerate(zip(tokens, finals)) if not f]
-            for i in raw:
-                if tokens[i] in stop:
-                    term_of[i] = None
-            if self._stem is not None:
-                kept = [i for i in raw if term_of[i] is not None]
-                stems = self._stem.stemWords([tokens[i].decode("utf-8") for i in kept])
-                for i, stem in zip(kept, stems):
-                    term_of[i] = stem.encode("utf-8")
-        distinct = sorted(set(term_of) - {None})
-        index = dict(zip(distinct, range(len(distinct))))
-        remap = np.array([index.get(t, -1) for t in term_of], dtype=np.int64)
-        terms = [t.decode("utf-8") for t in distinct]
+        if self._stem is None and self._stop_keyed and len(offsets) > 1 and \
+                int(np.diff(offsets).max()) <= 8 * SORT_WORDS:
+            remap, terms = self._sorted_terms(arena, offsets, t_final)
+        else:
+            remap, terms = self._stemmed_terms(arena, offsets, t_final)
         df, offsets, data_, lengths = postings_of(tok_term, tok_row, remap, n, len(terms))
         return Postings(terms, df, offsets, data_, length_to_norm(lengths),
                         np.array([n, int(lengths.sum())], dtype=np.uint64))
+
+    def _sorted_terms(self, arena: np.ndarray, offsets: np.ndarray, final: np.ndarray
+                      ) -> tuple[np.ndarray, list[str]]:
+        """Distinct tokens -> (their index in the sorted term table, -1 for stop words;
+        the terms), without a Python loop: tokens sorted by big-endian byte keys, equal
+        raw and final tokens merged, stop words matched on their keys."""
+        from ..kernels.terms import gather, sort_keys
+        keys = sort_keys(arena, offsets, SORT_WORDS)
+        drop = ~final & np.isin(keys[0], self._stop_keys) & ~keys[1:].any(axis=0)
+        order = np.lexsort(keys[::-1])
+        order = order[~drop[order]]
+        ranked = keys[:, order]
+        new = np.ones(len(order), dtype=bool)
+        new[1:] = (ranked[:, 1:] != ranked[:, :-1]).any(axis=0)
+        remap = np.full(len(final), -1, dtype=np.int64)
+        remap[order] = np.cumsum(new) - 1
+        text = gather(arena, offsets, order[new]).tobytes().decode("utf-8")
+        return remap, text.split("\n")[:-1]
+
+    def _stemmed_terms(self, arena: np.ndarray, offsets: np.ndarray, final: np.ndarray
+                       ) -> tuple[np.ndarray, list[str]]:
+        """_sorted_terms with the stemmer (or tokens too long for the sort keys): raw
+        tokens through the stop list and the stemmer in Python, once each."""
+        blob, cuts = arena.tobytes(), offsets.tolist()
+        tokens = [blob[a:b] for a, b in zip(cuts, cuts[1:])]  # UTF-8 bytes sort like terms
+        term_of: list[bytes | None] = list(tokens)
+        raw = []
+        for i, f in enumerate(final.tolist()):
+            if f:
+                continue
+            if tokens[i] in self._stop_bytes:
+                term_of[i] = None
+            else:
+                raw.append(i)
+        if self._stem is not None:
+            stems = self._stem.stemWords([tokens[i].decode("utf-8") for i in raw])
+            for i, stem in zip(raw, stems):
+                term_of[i] = stem.encode("utf-8")
+        distinct = sorted(set(term_of) - {None})
+        index = dict(zip(distinct, range(len(distinct))))
+        remap = np.array([index.get(t, -1) for t in term_of], dtype=np.int64)
+        return remap, [t.decode("utf-8") for t in distinct]
 
     def _finish(self, out: list[str]) -> list[str]:
         if self._stop:
