@@ -95,8 +95,11 @@ def search(snap: Snapshot, queries: Any, *, texts: list[str] | None = None,
         elif exact:
             scores, rows = exact_search(segs, snap.calibration(), q, depth, threads=threads)
         else:
-            scores, rows = funnel_search(segs, snap.calibration(), q, depth, m=m,
-                                         rescore_f16=rescore_f16, threads=threads)
+            # hybrid's dense list costs what a dense search of k does: the k * m best
+            # candidates by Hamming distance, rescored and ranked to `depth`
+            scores, rows = funnel_search(segs, snap.calibration(), q, depth,
+                                         m=-(-k * m // depth), rescore_f16=rescore_f16,
+                                         threads=threads)
     if mode != "dense":
         lexical = _lexical(snap, segs, texts, k if mode == "lexical" else depth)
         if mode == "lexical":
