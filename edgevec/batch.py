@@ -61,7 +61,6 @@ def new_meta(dim: Any, metric: Any, store_f16: Any, user_metadata: Any,
             raise InvalidInput("a lexical_only index keeps no vectors: leave out dim=, model= "
                                "and store_f16=, and keep lexical (True or an Analyzer)")
         dim, codecs_ = 0, []
-        lexical = True if lexical is None else lexical
     elif dim is None:
         raise InvalidInput("Index.create needs dim= (your own vectors), model= (texts) or "
                            "lexical_only=True (texts, BM25 search only)")

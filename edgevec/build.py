@@ -189,8 +189,7 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
     t_embed = time.perf_counter() - t0
     if staged == 0:
         shutil.rmtree(staging, ignore_errors=True)
-        raise InvalidInput(f"the corpus is empty: no passages in {', '.join(sources)} "
-                           f"({len(stats.skipped)} files or records skipped)")
+        raise _empty_corpus(sources, stats)
 
     t1 = time.perf_counter()
     tmp = output + ".writing"
@@ -210,6 +209,11 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
     shutil.rmtree(staging, ignore_errors=True)
     return BuildReport(output, staged, len(stats.skipped), resumed, t_embed,
                        time.perf_counter() - t1, os.path.getsize(output))
+
+
+def _empty_corpus(sources: Sequence[str], stats: Stats) -> InvalidInput:
+    return InvalidInput(f"the corpus is empty: no passages in {', '.join(sources)} "
+                        f"({len(stats.skipped)} files or records skipped)")
 
 
 def _build_lexical(sources: Sequence[str], output: str, *, text_field: str,
@@ -240,8 +244,7 @@ def _build_lexical(sources: Sequence[str], output: str, *, text_field: str,
             count += _add_docs(idx, docs)
     if count == 0:
         os.unlink(tmp)
-        raise InvalidInput(f"the corpus is empty: no passages in {', '.join(sources)} "
-                           f"({len(stats.skipped)} files or records skipped)")
+        raise _empty_corpus(sources, stats)
     os.replace(tmp, output)
     return BuildReport(output, count, len(stats.skipped), 0, 0.0, time.perf_counter() - t0,
                        os.path.getsize(output))
