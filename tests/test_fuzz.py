@@ -60,8 +60,12 @@ def check(path: str) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-@pytest.fixture(autouse=True)
-def _timer():
+@pytest.fixture(autouse=True, params=["numba", "numpy"])
+def _timer(request, monkeypatch):
+    """Each fuzz runs once per scan engine: a fresh process scans with NumPy first, a warm
+    one with the Numba kernels, and damage must stop before either."""
+    from edgevec import search
+    monkeypatch.setattr(search.ENGINE, "mode", request.param)
     old = signal.signal(signal.SIGALRM, _alarm)
     yield
     signal.signal(signal.SIGALRM, old)

@@ -190,9 +190,18 @@ def test_damaged_postings_are_an_error_not_a_crash(engine, monkeypatch):
     bad_row = Postings(p.terms, p.df, p.offsets, np.full_like(p.data, 0x05), p.norms, p.totals)
     runaway = Postings(p.terms, p.df, p.offsets, np.full_like(p.data, 0xFF), p.norms, p.totals)
     past_end = Postings(p.terms, p.df, p.offsets + np.uint64(3), p.data, p.norms, p.totals)
-    for damaged in (bad_row, runaway, past_end):
+    # an offset of 2**63 or more is negative as an int64: it once read before the data
+    huge = p.offsets.copy()
+    huge[0] = np.uint64(2**63)
+    past_sign = Postings(p.terms, p.df, huge, p.data, p.norms, p.totals)
+    for damaged in (bad_row, runaway, past_end, past_sign):
         with pytest.raises(edgevec.FormatError, match="damaged"):
             bm25.search([damaged], ["a", "b", "c"], 3)
+    # a document count above the rows (or 0) would make a weight <= 0: refused before
+    for df in (p.df + np.uint32(3), p.df * np.uint32(0)):
+        with pytest.raises(edgevec.FormatError, match="document count is"):
+            bm25.search([Postings(p.terms, df, p.offsets, p.data, p.norms, p.totals)],
+                        ["a"], 3)
 
 
 # --- fusion -----------------------------------------------------------------------------------
@@ -224,6 +233,10 @@ def test_check_postings_finds_every_kind_of_damage():
     assert check(df=p.df + np.uint32(1))[0] == 1          # a posting count is not its df
     assert check(n=2)[0] > 0                               # a row past the segment
     assert check(offsets=p.offsets[::-1].copy())[0] == -1  # offsets do not start at 0
+    for t, value in ((1, 2**63), (1, 2**64 - 1), (2, len(p.data) + 1)):
+        bad = p.offsets.copy()                             # past the data, or negative
+        bad[t] = np.uint64(value)                          # as an int64
+        assert check(offsets=bad)[0] == t
     zero_gap = p.data.copy()
     zero_gap[0] = 0
     assert check(data=zero_gap)[0] == 1

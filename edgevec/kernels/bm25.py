@@ -44,9 +44,9 @@ def bm25_accumulate(data, offsets, terms, weights, norms, denom, acc, touched):
     for qi in range(terms.shape[0]):
         t = terms[qi]
         w = weights[qi]
-        pos = np.int64(offsets[t])
+        pos = np.int64(offsets[t])  # an offset of 2**63 or more turns negative here
         end = np.int64(offsets[t + 1])
-        if pos > end or end > data.shape[0]:
+        if pos < 0 or pos > end or end > data.shape[0]:
             return -1
         row = np.int64(-1)
         while pos < end:
@@ -61,6 +61,8 @@ def bm25_accumulate(data, offsets, terms, weights, norms, denom, acc, touched):
                 return -1
             f = np.float32(tf)
             if acc[row] == 0:  # every term weight and tf is > 0: a scored row is > 0
+                if count == n:  # only if weights were not all > 0
+                    return -1
                 touched[count] = row
                 count += 1
             acc[row] += w * f / (f + denom[norms[row]])
@@ -81,7 +83,7 @@ def check_postings(data, offsets, df, lengths):
     for t in range(t_count):
         pos = np.int64(offsets[t])
         end = np.int64(offsets[t + 1])
-        if pos > end:
+        if pos < 0 or pos > end or end > data.shape[0]:
             return t + 1
         row = np.int64(-1)
         count = 0

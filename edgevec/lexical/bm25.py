@@ -34,7 +34,7 @@ class BM25:
     b: float = 0.75
 
     def __post_init__(self) -> None:
-        check_number(self.k1, "k1", low=0)
+        check_number(self.k1, "k1", low=0, high=1e6)  # the file's limit (SPEC)
         check_number(self.b, "b", low=0, high=1)
 
 
@@ -64,6 +64,10 @@ def search(segments: Sequence[Postings], query_terms: Sequence[str], k: int, *,
     for p, f in zip(segments, found):
         for j, i in enumerate(f):
             if i >= 0:
+                if not 0 < int(p.df[i]) <= int(p.totals[0]):
+                    raise FormatError(f"lexical statistics are damaged: a term's document "
+                                      f"count is {int(p.df[i])} in a segment of "
+                                      f"{int(p.totals[0])} rows")
                 df[j] += int(p.df[i])
     weight = np.array([counts[t] for t in terms]) * idf(n, df)
     denom = (params.k1 * (1 - params.b + params.b * _NORMS / max(total_len / n, 1e-9))
