@@ -51,10 +51,11 @@ RECALIBRATE_SAMPLE_ROWS = 200_000
 
 
 def new_meta(dim: Any, metric: Any, store_f16: Any, user_metadata: Any,
-             lexical: Any = False, lexical_only: Any = False) -> dict[str, Any]:
+             lexical: Any = False, lexical_only: Any = False, bm25: Any = None
+             ) -> dict[str, Any]:
     """The header of a new, empty index (the arguments of `Index.create`, checked).
     `lexical`: False, True (the default analyzer) or an `Analyzer`. `lexical_only`: no
-    vectors at all (dim 0): texts searched by BM25 alone."""
+    vectors at all (dim 0): texts searched by BM25 alone. `bm25`: see `lexical_meta`."""
     f16 = check_flag(store_f16, "store_f16")
     if check_flag(lexical_only, "lexical_only"):
         if dim is not None or f16 or lexical is False:
@@ -70,19 +71,39 @@ def new_meta(dim: Any, metric: Any, store_f16: Any, user_metadata: Any,
             "id_type": None, "codecs": codecs_, "rows": 0, "deleted": 0, "next_auto_id": 0,
             "fields": {}, "rescore_m": None, "embedder": None,
             "user": check_json_object(user_metadata, "user_metadata"),
-            "lexical": lexical_meta(lexical)}
+            "lexical": lexical_meta(lexical, bm25)}
 
 
-def lexical_meta(lexical: Any) -> dict[str, Any] | None:
-    """meta.lexical for False (None), True (the default analyzer) or an Analyzer."""
+def lexical_meta(lexical: Any, bm25: Any = None, keep: dict | None = None
+                 ) -> dict[str, Any] | None:
+    """meta.lexical for False (None), True (the default analyzer) or an Analyzer.
+    `bm25`: a `BM25(k1, b)` or {"k1": .., "b": ..} (default: k1 1.2, b 0.75). `keep`: the
+    meta.lexical being replaced, whose scoring and fusion settings carry over."""
     if isinstance(lexical, Analyzer):
         analyzer = lexical
     elif check_flag(lexical, "lexical"):
         analyzer = Analyzer(stop_words="en")
     else:
+        if bm25 is not None:
+            raise InvalidInput("bm25= sets the scoring of lexical search: the index needs "
+                               "lexical=True (or an Analyzer), a model, or lexical_only=True")
         return None
+    if isinstance(bm25, dict):
+        unknown = set(bm25) - {"k1", "b"}
+        if unknown:
+            raise InvalidInput(f"bm25 takes k1 and b, not {sorted(unknown)}")
+        bm25 = BM25(**bm25)
+    elif bm25 is not None and not isinstance(bm25, BM25):
+        raise InvalidInput(f"bm25 must be an edgevec.lexical.bm25.BM25 or a dict of k1 and b, "
+                           f"not {type(bm25).__name__}")
+    settings = {"bm25": {"k1": BM25().k1, "b": BM25().b},
+                "rrf": {"k": RRF_K, "depth": RRF_DEPTH}}
+    if keep:
+        settings = {key: dict(keep[key]) for key in settings}
+    if bm25 is not None:
+        settings["bm25"] = {"k1": float(bm25.k1), "b": float(bm25.b)}
     return {"analyzer": analyzer.settings(), "fingerprint": analyzer.fingerprint(),
-            "bm25": {"k1": BM25().k1, "b": BM25().b}, "rrf": {"k": RRF_K, "depth": RRF_DEPTH}}
+            **settings}
 
 
 def tombstones(snap: Snapshot, ids: Any) -> tuple[list[Pending], int]:

@@ -18,7 +18,10 @@ import numpy as np
 from .errors import InvalidInput
 from .validate import check_k, check_number
 
-RRF_K = 10       # measured on the stdlib known-item task: see bench/README.md
+# Chosen on two known-item tasks (stdlib docstrings, manual pages), with and without
+# stemming: k=5 was at or above k=10, 20, 60 on all four, depth 100 at or above 10-50
+# (bench/README.md, `python3 dev.py bench -k hybrid_rrf -s`). Stored in each new file.
+RRF_K = 5
 RRF_DEPTH = 100
 
 Fused = tuple[np.ndarray, np.ndarray, np.ndarray]

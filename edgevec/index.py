@@ -39,7 +39,7 @@ class Index:
     def create(cls, path: str | os.PathLike, *, dim: int | None = None,
                model: Any = None, metric: str = "cosine", store_f16: bool = False,
                overwrite: bool = False, user_metadata: dict[str, Any] | None = None,
-               lexical: Any = None, lexical_only: bool = False,
+               lexical: Any = None, lexical_only: bool = False, bm25: Any = None,
                lock_timeout: float = 0.0) -> "Index":
         """Create an empty index file (an existing one only with `overwrite`), open for
         writing. dim: 1..65536, for your own vectors; or model: a model name
@@ -50,14 +50,16 @@ class Index:
         lexical: keep BM25 postings of the texts for lexical and hybrid search (True, or
         an edgevec.lexical.Analyzer; default: True with a model, else False).
         lexical_only: no vectors and no model: texts are added and searched by BM25
-        alone (a file that needs only the tokenizer to build and query)."""
+        alone (a file that needs only the tokenizer to build and query). bm25: BM25's
+        k1 and b, an edgevec.lexical.bm25.BM25 or {"k1": .., "b": ..} (default 1.2, 0.75),
+        stored in the file and used by every search of it."""
         embedder = None
         if model is not None:
             embedder = stored.resolve(model, dim)
             dim = embedder.dim
         meta = batch.new_meta(dim, metric, store_f16, user_metadata,
                               (model is not None or lexical_only) if lexical is None
-                              else lexical, lexical_only)
+                              else lexical, lexical_only, bm25)
         path = check_path(path)
         create_file(path, meta, overwrite=check_flag(overwrite, "overwrite"))
         idx = cls.open(path, writable=True, lock_timeout=lock_timeout)
@@ -199,7 +201,7 @@ class Index:
         edgevec.filters), a row mask inside both retrievers. min_score: drop hits scoring
         lower, in the mode's own score: cosine (or dot product) for dense, BM25 for
         lexical, for hybrid the fused score: sum of 1/(rrf_k + rank) over the two lists
-        (at most 2/(rrf_k + 1), 0.18 with the default rrf_k 10), or with alpha in [0, 1].
+        (at most 2/(rrf_k + 1), 1/3 with the default rrf_k 5), or with alpha in [0, 1].
         m: the funnel's depth: k*m candidates by Hamming distance rescored with int8, the
         best 4k then with float16 when stored (default: the depth measured on the index).
         exact: scan every row instead. threads: for the scans (default: all cores).
@@ -278,13 +280,14 @@ class Index:
         """Rewrite the live rows into a fresh file that atomically replaces this one.
         Returns the file size before and after. `lexical`: True (or an Analyzer) also
         indexes the stored texts for lexical and hybrid search, False drops the postings;
-        None keeps what the index has."""
+        None keeps what the index has. BM25 and fusion settings stored in the file carry
+        over."""
         w = self._w()
         before = os.path.getsize(self._path)
         s = w.snapshot
         meta = dict(s.meta, rows=0, deleted=0)
         if lexical is not None:
-            meta["lexical"] = batch.lexical_meta(lexical)
+            meta["lexical"] = batch.lexical_meta(lexical, keep=s.meta.get("lexical"))
         pending, total = batch.compaction(s, meta.get("lexical"))
         w.replace_with(meta, pending, total if total else None)
         return {"bytes_before": before, "bytes_after": os.path.getsize(self._path),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import edgevec
+from edgevec.fusion import RRF_K
 from edgevec.lexical import Analyzer, bm25
 from edgevec.storage.postings import Postings
 
@@ -50,6 +51,60 @@ def test_lexical_search_over_segments_equals_bm25_over_all_rows(lexical_index):
         batch = idx.search(["quick dog", "fox", "zzz"], k=3, mode="lexical")
         assert list(batch[0].ids) == want_ids[:3] and batch.counts[2] == 0
         assert list(idx.search("中文", k=2).ids) == ["r6"]
+
+
+def test_bm25_settings_chosen_at_create_are_stored_and_kept_by_compaction(tmp_path):
+    """k1 and b are set once, at create: every search uses the file's, checked against an
+    independent pure-Python BM25; compaction (also with a new analyzer) keeps them."""
+    import math
+    a = Analyzer(stop_words="en")
+    docs = [a.terms(t) for t in TEXTS]
+    avgdl = sum(map(len, docs)) / len(docs)
+
+    def reference(query, k1, b):
+        out = []
+        for i, d in enumerate(docs):
+            score = 0.0
+            for t in set(a.terms(query)):
+                df = sum(t in other for other in docs)
+                if t in d:
+                    tf = d.count(t)
+                    score += math.log(1 + (len(docs) - df + 0.5) / (df + 0.5)) * tf / (
+                        tf + k1 * (1 - b + b * len(d) / avgdl))
+            if score > 0:
+                out.append((-score, i))
+        return [(f"r{i}", -s) for s, i in sorted(out)]
+
+    path = tmp_path / "tuned.edgevec"
+    with edgevec.Index.create(path, dim=8, lexical=True,
+                              bm25=bm25.BM25(k1=2.0, b=0.2)) as idx:
+        idx.add(_vectors(8), ids=[f"r{i}" for i in range(8)], texts=TEXTS)
+    for step in ("create", "compact", "compact with a new analyzer"):
+        with edgevec.open(path, writable=step != "create") as idx:
+            if step == "compact":
+                idx.compact()
+            elif step != "create":
+                idx.compact(lexical=Analyzer(stop_words=None))
+                a = Analyzer(stop_words=None)
+                docs[:] = [a.terms(t) for t in TEXTS]
+                avgdl = sum(map(len, docs)) / len(docs)
+            assert idx.info()["lexical"]["bm25"] == {"k1": 2.0, "b": 0.2}
+            for query in ("quick dog", "the fox"):
+                res = idx.search(query, k=8, mode="lexical")
+                want = reference(query, 2.0, 0.2)
+                assert list(res.ids) == [w[0] for w in want], (step, query)
+                np.testing.assert_allclose(res.scores, [w[1] for w in want], rtol=1e-5)
+    edgevec.verify(path)
+    with pytest.raises(edgevec.InvalidInput, match="k1 must be a finite number"):
+        edgevec.Index.create(tmp_path / "a.edgevec", dim=8, lexical=True, bm25={"k1": -1})
+    with pytest.raises(edgevec.InvalidInput, match=r"b must be a finite number in \[0, 1"):
+        edgevec.Index.create(tmp_path / "b.edgevec", dim=8, lexical=True,
+                             bm25={"b": 1.5})
+    with pytest.raises(edgevec.InvalidInput, match="k1 and b, not"):
+        edgevec.Index.create(tmp_path / "c.edgevec", dim=8, lexical=True, bm25={"k": 1})
+    with pytest.raises(edgevec.InvalidInput, match="needs lexical=True"):
+        edgevec.Index.create(tmp_path / "d.edgevec", dim=8, bm25={"k1": 1.0})
+    assert not any(os.path.exists(tmp_path / f"{c}.edgevec") for c in "abcd")
 
 
 def test_deleted_and_filtered_rows_never_come_back_and_compaction_keeps_results(
@@ -237,7 +292,7 @@ def test_weighted_hybrid_and_min_score_in_every_mode(lexical_index):
         n = len(lexical.ids)
         assert by_lexical.ids[:n - 1] == lexical.ids[:n - 1]  # the last normalises to 0
         rrf = search(s, q, texts=["quick dog"], mode="hybrid", k=8, exact=True, single=True)
-        assert rrf.scores.max() <= 2 / 11 + 1e-9
+        assert rrf.scores.max() <= 2 / (RRF_K + 1) + 1e-9
         for res, kw in ((dense, {"mode": "dense"}), (lexical, {"mode": "lexical"}),
                         (rrf, {"mode": "hybrid"}), (by_lexical, {"mode": "hybrid",
                                                                  "alpha": 0.0})):
