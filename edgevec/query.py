@@ -101,7 +101,7 @@ def search(snap: Snapshot, queries: Any, *, texts: list[str] | None = None,
                                          m=-(-k * m // depth), rescore_f16=rescore_f16,
                                          threads=threads)
     if mode != "dense":
-        lexical = _lexical(snap, segs, texts, k if mode == "lexical" else depth)
+        lexical = _lexical(snap, segs, texts, k if mode == "lexical" else depth, threads)
         if mode == "lexical":
             scores, rows = _pad(lexical, k)
         else:
@@ -127,18 +127,25 @@ def search(snap: Snapshot, queries: Any, *, texts: list[str] | None = None,
     return found[0] if single else found
 
 
-def _lexical(snap: Snapshot, segs: list[Segment], texts: list[str], depth: int
-             ) -> list[tuple[np.ndarray, np.ndarray]]:
+def _lexical(snap: Snapshot, segs: list[Segment], texts: list[str], depth: int,
+             threads: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
     """BM25 top-`depth` (scores, global rows) of each query text, with the segments'
-    row masks (deleted and filtered rows never come back)."""
+    row masks (deleted and filtered rows never come back). A batch is spread over the
+    threads query by query, a single query segment by segment."""
     settings = snap.meta["lexical"]
     analyzer = Analyzer.from_settings(settings["analyzer"])
     params = BM25(k1=settings["bm25"]["k1"], b=settings["bm25"]["b"])
     postings = [snap.postings(g) for g in range(len(snap.segments))]
     keep = [i for i, p in enumerate(postings) if p is not None]
-    return [bm25.search([postings[i] for i in keep], analyzer.terms(t), depth, params=params,
-                        row_starts=[segs[i].row_start for i in keep],
-                        allow=[segs[i].allow for i in keep]) for t in texts]
+    workers = bm25.workers_for(threads)
+
+    def one(text: str, threads: int) -> tuple[np.ndarray, np.ndarray]:
+        return bm25.search([postings[i] for i in keep], analyzer.terms(text), depth,
+                           params=params, row_starts=[segs[i].row_start for i in keep],
+                           allow=[segs[i].allow for i in keep], threads=threads)
+    if len(texts) == 1:
+        return [one(texts[0], workers)]
+    return bm25.in_threads(lambda text: one(text, 1), list(texts), workers)
 
 
 def _pad(found: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,9 @@ postings of a segment."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import signal
 import sys
 
 import numpy as np
@@ -202,6 +204,77 @@ def test_damaged_postings_are_an_error_not_a_crash(engine, monkeypatch):
         with pytest.raises(edgevec.FormatError, match="document count is"):
             bm25.search([Postings(p.terms, df, p.offsets, p.data, p.norms, p.totals)],
                         ["a"], 3)
+
+
+def test_scratch_is_clean_after_damage_and_threads_do_not_change_results(monkeypatch):
+    """The Numba path keeps a per-thread accumulator that the kernel clears; a damaged
+    segment stops midway and must still leave it clean. Segments scored in threads (and
+    batches spread over threads) give exactly the serial results."""
+    from edgevec import search
+    from edgevec.lexical import bm25
+    monkeypatch.setattr(search.ENGINE, "mode", "numba")
+    rng = np.random.default_rng(5)
+    docs = [[f"t{j}" for j in rng.integers(0, 30, size=rng.integers(1, 12))]
+            for _ in range(400)]
+    segments = [Postings.build(docs[a:a + 80]) for a in range(0, 400, 80)]
+    queries = [[f"t{j}" for j in rng.integers(0, 35, size=3)] for _ in range(20)]
+    serial = [bm25.search(segments, q, 7, threads=1) for q in queries]
+    p = segments[0]
+    damaged = Postings(p.terms, p.df, p.offsets, np.full_like(p.data, 0x05), p.norms, p.totals)
+    with pytest.raises(edgevec.FormatError):
+        bm25.search([damaged], queries[0], 7, threads=1)
+    monkeypatch.setattr(bm25, "PARALLEL_BYTES", 0)
+    for q, (s, r) in zip(queries, serial):
+        s2, r2 = bm25.search(segments, q, 7, threads=3)
+        assert r2.tolist() == r.tolist() and s2.tobytes() == s.tobytes()
+    monkeypatch.setattr(search.ENGINE, "mode", "numpy")
+    for q, (s, r) in zip(queries, serial):
+        s2, r2 = bm25.search(segments, q, 7, threads=2)
+        assert r2.tolist() == r.tolist() and s2.tobytes() == s.tobytes()
+    assert bm25.in_threads(lambda x: x * x, list(range(7)), 3) == [x * x for x in range(7)]
+    # an error in one share is raised only once every share has finished (a share left
+    # running could read a file the caller closes next)
+    import threading
+    raised, done = threading.Event(), []
+
+    def fn(item):
+        if item == 0:
+            raised.set()
+            raise edgevec.FormatError("damaged")
+        raised.wait(60)
+        done.append(item)
+    with pytest.raises(edgevec.FormatError):
+        bm25.in_threads(fn, [0, 1], 2)
+    assert done == [1]
+    with pytest.raises(edgevec.InvalidInput, match="threads"):
+        bm25.search(segments, queries[0], 7, threads=0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_threaded_bm25_works_in_a_forked_child(monkeypatch):
+    """A process that forks after searching (multiprocessing's default on Linux) gets a
+    copy of the thread pool without its threads: the child must make its own."""
+    import select
+    from edgevec.lexical import bm25
+    monkeypatch.setattr(bm25, "PARALLEL_BYTES", 0)
+    segments = [Postings.build([["a", "b"], ["a"]]), Postings.build([["b"], ["a", "c"]])]
+    want = bm25.search(segments, ["a", "b"], 3, threads=2)[1].tolist()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one line, then leave without running pytest's teardown
+        try:
+            got = bm25.search(segments, ["a", "b"], 3, threads=2)[1].tolist()
+            os.write(write, (" ".join(map(str, got)) + "\n").encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    ready, _, _ = select.select([read], [], [], 60)  # a guard against a hang, not a timing
+    line = os.read(read, 1024).decode() if ready else ""
+    os.close(read)
+    if not line:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert line == " ".join(map(str, want)) + "\n"
 
 
 # --- fusion -----------------------------------------------------------------------------------

@@ -5,15 +5,21 @@ each row's score grows by weight * tf / (tf + denom[norm of the row]); rows are 
 the first time they score. Terms go in the caller's order, so every row's sum is
 accumulated in the same order whatever else is searched: scores are reproducible.
 
-The kernel checks what it decodes as it goes (a value running past the term's bytes or
-64 bits, a row at or past n): postings come from a file, and a bad byte must become an
-error, not a read out of bounds. It returns the number of rows touched, or -1 for damage.
+The k best rows are then picked from the touched rows alone (a max-heap of keys: the
+score's float32 bits, which order positive floats as the floats, then the row), skipping
+rows the caller's mask excludes. The kernel checks what it decodes as it goes (a value
+running past the term's bytes or 64 bits, a row at or past n): postings come from a
+file, and a bad byte must become an error, not a read out of bounds. It returns the
+number of rows touched, or -1 for damage. It holds no Python lock, so segments can be
+scored in threads.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from .topk import heap_replace_top, score_key
 
 
 @njit(cache=True, inline="always")
@@ -33,12 +39,10 @@ def _varint(data, pos, end):
     return np.int64(-1), -1
 
 
-@njit(cache=True)
-def bm25_accumulate(data, offsets, terms, weights, norms, denom, acc, touched):
-    """data uint8[bytes], offsets uint64[T + 1], terms int64[q] (indexes < T), weights
-    float32[q] (query tf * idf), norms uint8[n], denom float32[256] (k1 * (1 - b + b *
-    length / avgdl) per norm code), acc float32[n] (zeros), touched int32[n] ->
-    rows touched (their indexes in touched[:count]), or -1 when the postings are damaged."""
+@njit(cache=True, inline="always")
+def _accumulate(data, offsets, terms, weights, norms, denom, acc, touched):
+    """Term at a time into acc -> (rows touched, listed in touched[:count]; False when
+    the postings are damaged)."""
     n = norms.shape[0]
     count = 0
     for qi in range(terms.shape[0]):
@@ -47,26 +51,51 @@ def bm25_accumulate(data, offsets, terms, weights, norms, denom, acc, touched):
         pos = np.int64(offsets[t])  # an offset of 2**63 or more turns negative here
         end = np.int64(offsets[t + 1])
         if pos < 0 or pos > end or end > data.shape[0]:
-            return -1
+            return count, False
         row = np.int64(-1)
         while pos < end:
             gap, pos = _varint(data, pos, end)
             if gap <= 0:
-                return -1
+                return count, False
             tf, pos = _varint(data, pos, end)
             if tf <= 0:
-                return -1
+                return count, False
             row += gap
             if row >= n:
-                return -1
+                return count, False
             f = np.float32(tf)
             if acc[row] == 0:  # every term weight and tf is > 0: a scored row is > 0
                 if count == n:  # only if weights were not all > 0
-                    return -1
+                    return count, False
                 touched[count] = row
                 count += 1
             acc[row] += w * f / (f + denom[norms[row]])
-    return count
+    return count, True
+
+
+@njit(cache=True, nogil=True)
+def bm25_topk(data, offsets, terms, weights, norms, denom, acc, acc_bits, touched, allow,
+              heap):
+    """data uint8[bytes], offsets uint64[T + 1], terms int64[q] (indexes < T), weights
+    float32[q] (query tf * idf, > 0), norms uint8[n], denom float32[256] (k1 * (1 - b + b *
+    length / avgdl) per norm code), acc float32[>= n] (zeros) and acc_bits (the same
+    memory as int32), touched int32[>= n], allow uint8[n] or [0] (all rows), heap
+    int64[k] (filled with KEY_NONE) -> rows touched, or -1 when the postings are damaged;
+    heap holds the score keys (topk.score_key of the score's bits) of the k best allowed
+    rows. acc is all zeros again on return, so the caller can keep it for the next call
+    (the cost stays that of the rows touched, not of n)."""
+    count, sound = _accumulate(data, offsets, terms, weights, norms, denom, acc, touched)
+    use_mask = allow.shape[0] > 0
+    for i in range(count if sound else 0):
+        row = touched[i]
+        if use_mask and not allow[row]:
+            continue
+        key = score_key(acc_bits[row], row)
+        if key < heap[0]:
+            heap_replace_top(heap, key)
+    for i in range(count):
+        acc[touched[i]] = 0
+    return count if sound else -1
 
 
 @njit(cache=True)

@@ -13,9 +13,12 @@ changes no ranking, and scores stay comparable with theirs.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,12 +48,16 @@ def idf(n: int, df: np.ndarray) -> np.ndarray:
 
 def search(segments: Sequence[Postings], query_terms: Sequence[str], k: int, *,
            params: BM25 = BM25(), row_starts: Sequence[int] | None = None,
-           allow: Sequence[np.ndarray | None] | None = None
+           allow: Sequence[np.ndarray | None] | None = None, threads: int | None = None
            ) -> tuple[np.ndarray, np.ndarray]:
     """The k best rows for analyzed `query_terms` -> (scores float32[k'], global rows
     int64[k']), score descending, ties by lower row; rows with no query term never come
-    back. `allow[i]`: a bool mask over segment i's rows (None = all)."""
+    back. `allow[i]`: a bool mask over segment i's rows (None = all). `threads`: segments
+    are scored in up to this many threads (default: the CPUs this process may use) when
+    there are several and enough postings to decode; each segment's result is the same
+    either way."""
     k = check_k(k)
+    workers = workers_for(threads)
     if row_starts is None:
         row_starts = np.cumsum([0] + [int(p.totals[0]) for p in segments])[:-1]
     counts = Counter(query_terms)
@@ -72,53 +79,127 @@ def search(segments: Sequence[Postings], query_terms: Sequence[str], k: int, *,
     weight = np.array([counts[t] for t in terms]) * idf(n, df)
     denom = (params.k1 * (1 - params.b + params.b * _NORMS / max(total_len / n, 1e-9))
              ).astype(np.float32)
-    scores, rows = [], []
+    jobs = []
     for s, (p, f) in enumerate(zip(segments, found)):
         present = [j for j, i in enumerate(f) if i >= 0]
-        if not present:
-            continue
-        sc, r = _segment(p, np.array([f[j] for j in present], dtype=np.int64),
-                         weight[present].astype(np.float32), denom,
-                         None if allow is None else allow[s])
-        scores.append(sc)
-        rows.append(r + int(row_starts[s]))
-    if not rows:
+        if present:
+            jobs.append((s, np.array([f[j] for j in present], dtype=np.int64),
+                         weight[present].astype(np.float32)))
+
+    def run(job):
+        s, seg_terms, seg_weights = job
+        sc, r = _segment(segments[s], seg_terms, seg_weights, denom,
+                         None if allow is None else allow[s], k)
+        return sc, r + int(row_starts[s])
+    size = sum(_posting_bytes(segments[s], t) for s, t, _ in jobs)
+    found_rows = in_threads(run, jobs, workers if size >= PARALLEL_BYTES else 1)
+    if not found_rows:
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
-    return best_k(np.concatenate(scores), np.concatenate(rows), k)
+    return best_k(np.concatenate([f[0] for f in found_rows]),
+                  np.concatenate([f[1] for f in found_rows]), k)
+
+
+# Postings bytes a query must decode before its segments are scored in threads: handing
+# work to a thread costs ~0.1 ms, what the kernel decodes ~15 KB in.
+PARALLEL_BYTES = 64 << 10
+_POOL: list = []  # [executor, its threads, the process that made it]
+_POOL_LOCK = threading.Lock()
+
+
+def workers_for(threads: int | None) -> int:
+    """`threads` checked, or the CPUs this process may run on."""
+    if threads is None:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+            (os.cpu_count() or 1)
+    return check_k(threads, "threads")
+
+
+def in_threads(fn, items: list, workers: int) -> list:
+    """[fn(item) for item in items], the items dealt round-robin to up to `workers`
+    threads of a shared pool (the calling thread runs the first share); results in the
+    items' order. Every share has finished when this returns or raises."""
+    shares = min(workers, len(items))
+    if shares <= 1:
+        return [fn(item) for item in items]
+    with _POOL_LOCK:
+        # a new pool when more threads are wanted, or in a forked child (whose copy of the
+        # parent's pool has no threads and would never run the work)
+        if not _POOL or _POOL[1] < shares - 1 or _POOL[2] != os.getpid():
+            if _POOL and _POOL[2] == os.getpid():
+                _POOL[0].shutdown(wait=False)
+            _POOL[:] = [ThreadPoolExecutor(max_workers=shares - 1,
+                                           thread_name_prefix="edgevec-bm25"),
+                        shares - 1, os.getpid()]
+        pool = _POOL[0]
+    futures = [pool.submit(lambda j=j: [fn(item) for item in items[j::shares]])
+               for j in range(1, shares)]
+    out: list = [None] * len(items)
+    try:
+        out[0::shares] = [fn(item) for item in items[0::shares]]
+    finally:  # never leave work running on a file the caller may close or replace
+        wait(futures)
+    for j, future in enumerate(futures, start=1):
+        out[j::shares] = future.result()
+    return out
+
+
+def _posting_bytes(p: Postings, terms: np.ndarray) -> int:
+    """The bytes of the postings of `terms` (0 for a term whose offsets are damaged)."""
+    return sum(int(p.offsets[t + 1]) - int(p.offsets[t]) for t in terms.tolist()
+               if 0 <= int(p.offsets[t]) <= int(p.offsets[t + 1]) <= len(p.data))
 
 
 _DAMAGED = ("lexical postings are damaged (a value runs past its term's bytes or names a "
             "row past the segment)")
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's score accumulator (all zeros: the kernel clears what it touched) and
+    touched-row list, for segments of up to n rows; grown, never shrunk (8 bytes per
+    row of the largest segment searched)."""
+    acc = getattr(_SCRATCH, "acc", None)
+    if acc is None or len(acc) < n:
+        _SCRATCH.acc = acc = np.zeros(n, dtype=np.float32)
+        _SCRATCH.touched = np.empty(n, dtype=np.int32)
+    return acc, _SCRATCH.touched
+
+
 def _segment(p: Postings, terms: np.ndarray, weights: np.ndarray, denom: np.ndarray,
-             allow: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+             allow: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best (scores, segment rows) of one segment, score descending, ties by row."""
     n = len(p.norms)
     if allow is not None and len(allow) != n:
         raise InvalidInput(f"the row mask has {len(allow)} entries for {n} rows")
-    acc = np.zeros(n, dtype=np.float32)
-    size = sum(int(p.offsets[t + 1]) - int(p.offsets[t]) for t in terms.tolist()
-               if 0 <= int(p.offsets[t]) <= int(p.offsets[t + 1]) <= len(p.data))
-    if ENGINE.use_numpy(size // 8):  # a new process: not worth loading Numba (ScanEngine)
+    # a new process: not worth loading Numba for a few postings (search.ScanEngine)
+    if ENGINE.use_numpy(_posting_bytes(p, terms) // 8):
         start = time.perf_counter()
+        acc = np.zeros(n, dtype=np.float32)
         rows = _accumulate_numpy(p, terms, weights, denom, acc)
         ENGINE.numpy_seconds += time.perf_counter() - start
     else:
-        from ..kernels.bm25 import bm25_accumulate
-        touched = np.empty(n, dtype=np.int32)
-        count = bm25_accumulate(p.data, p.offsets, terms, weights, p.norms, denom, acc,
-                                touched)
-        if count < 0:
+        from ..kernels._intrinsics import KEY_NONE
+        from ..kernels.bm25 import bm25_topk
+        from ..kernels.topk import split_score_keys
+        heap = np.full(k, KEY_NONE, dtype=np.int64)
+        mask = np.zeros(0, np.uint8) if allow is None else \
+            np.ascontiguousarray(allow, dtype=bool).view(np.uint8)
+        acc, touched = _scratch(n)
+        if bm25_topk(p.data, p.offsets, terms, weights, p.norms, denom, acc,
+                     acc.view(np.int32), touched, mask, heap) < 0:
             raise FormatError(_DAMAGED)
-        rows = np.sort(touched[:count]).astype(np.int64)
+        bits, rows = split_score_keys(np.sort(heap[heap != KEY_NONE]))
+        return bits.view(np.float32), rows
     if allow is not None:
         rows = rows[np.asarray(allow, dtype=bool)[rows]]
-    return acc[rows], rows
+    return best_k(acc[rows], rows, k)
 
 
 def _accumulate_numpy(p: Postings, terms: np.ndarray, weights: np.ndarray,
                       denom: np.ndarray, acc: np.ndarray) -> np.ndarray:
-    """What bm25_accumulate does, in NumPy (the same float32 operations in the same
+    """What bm25_topk accumulates, in NumPy (the same float32 operations in the same
     order, so the same scores): returns the touched rows, ascending."""
     n = len(acc)
     touched = []
