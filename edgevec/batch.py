@@ -121,7 +121,11 @@ def tombstones(snap: Snapshot, ids: Any) -> tuple[list[Pending], int]:
     if missing:
         raise UnknownId(f"{len(missing)} of {len(wanted)} ids are not in {snap.path} "
                         f"(first: {missing[0]!r:.60}); nothing was deleted")
-    return [Pending.of("tombstones", np.sort(rows).astype("<u8"))], len(wanted)
+    return [_tombstones(rows)], len(wanted)
+
+
+def _tombstones(rows: np.ndarray) -> Pending:
+    return Pending.of("tombstones", np.sort(rows).astype("<u8"))
 
 
 def compaction(snap: Snapshot, lexical: dict | None) -> tuple[list[Pending], int]:
@@ -171,9 +175,11 @@ class Batch:
 
 
 def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
-           metadata: Any = None) -> Batch:
+           metadata: Any = None, replace: bool = False) -> Batch:
     """Check and encode a batch of rows for `snap`'s index (see `Index.add`); a
-    lexical-only index takes texts and no vectors."""
+    lexical-only index takes texts and no vectors. `replace`: live rows with the batch's
+    ids are deleted by tombstones in the same commit (else they raise DuplicateId)."""
+    replace = check_flag(replace, "replace")
     if snap.dim == 0:
         if vectors is not None or texts is None:
             raise InvalidInput(f"{snap.path} is a lexical-only index (no vectors): add texts= "
@@ -199,13 +205,15 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
         postings = analyze(Analyzer.from_settings(snap.meta["lexical"]["analyzer"]),
                            text_list)
     rows = snap.find_many(id_list)
-    if (rows >= 0).any():
+    if (rows >= 0).any() and not replace:
         j = int(np.argmax(rows >= 0))
         raise DuplicateId(f"id {id_list[j]!r:.60} is already in {snap.path}; delete it first "
-                          "to replace it; nothing was added")
+                          "or add with replace=True; nothing was added")
 
     meta: dict[str, Any] = {"id_type": id_type, "next_auto_id": next_auto}
     pending: list[Pending] = []
+    if (rows >= 0).any():  # replace: the old rows go in the commit that adds the new ones
+        pending.append(_tombstones(rows[rows >= 0]))
     binary = int8 = f16 = None
     if x is not None:
         calibration = snap.calibration()

@@ -192,7 +192,7 @@ class Index:
                min_score: float | None = None, m: int | None = None, exact: bool = False,
                rescore_f16: bool = True, threads: int | None = None,
                embedder: Any = None, mode: str | None = None,
-               alpha: float | None = None) -> Results | BatchResults:
+               alpha: float | None = None, text: Any = None) -> Results | BatchResults:
         """Search by text or vector: a str or a [dim] vector gives `Results`, a list of
         str or an [n, dim] array `BatchResults` (array-shaped, a row per query); k results
         per query (fewer only when fewer rows match).
@@ -210,7 +210,10 @@ class Index:
         carry `ranks`); default: hybrid for text on an index with postings (lexical when
         it has no model), dense for vectors. alpha (hybrid): None fuses by reciprocal
         rank; a number in [0, 1] scores alpha * dense + (1 - alpha) * BM25, each list's
-        scores min-max normalised over its top rrf depth (1: dense order, 0: BM25)."""
+        scores min-max normalised over its top rrf depth (1: dense order, 0: BM25).
+        text: with a vector you embedded yourself, the query's text (a list of them for a
+        batch of vectors): searched by BM25 too, so the default mode becomes hybrid on an
+        index with postings."""
         s = self._s
         k = check_k(k)
         stored.check(embedder, s)
@@ -226,6 +229,15 @@ class Index:
                                       or s.meta.get("embedder")):
                 vectors = self._embed(texts, "a text query")
                 query = vectors[0] if single else vectors
+            if text is not None:
+                raise InvalidInput("text= goes with a vector query; this query is text already")
+        elif text is not None:
+            single = isinstance(text, str)
+            texts = check_texts([text] if single else text, 1 if single else None)
+            shape = np.shape(query)
+            if len(shape) != (1 if single else 2) or (not single and shape[0] != len(texts)):
+                raise InvalidInput(f"text= needs one str per query vector: {len(texts)} "
+                                   f"text(s) for vector(s) of shape {shape}")
         return run_query(s, query, texts=texts, mode=mode, k=k, filter=filter,
                          min_score=min_score, m=m, exact=exact, rescore_f16=rescore_f16,
                          threads=threads, single=single, alpha=alpha)
@@ -233,12 +245,13 @@ class Index:
     def add(self, vectors: Any = None, *, ids: Sequence[Id] | None = None,
             texts: Sequence[str] | None = None,
             metadata: Sequence[dict[str, Any] | None] | None = None,
-            embedder: Any = None) -> list[Id]:
+            embedder: Any = None, replace: bool = False) -> list[Id]:
         """Add a batch of rows as one atomic commit; returns their ids.
 
         vectors: finite floats [n, dim] (or [dim]); "cosine" L2-normalises them (a zero row
         is an error). ids: n unique ints or strs, of the index's id type (default:
-        consecutive ints); a live one raises DuplicateId and nothing is written. texts: n
+        consecutive ints); a live one raises DuplicateId and nothing is written, unless
+        replace=True: then its row is deleted in the same commit (an upsert). texts: n
         strs stored with the rows (embedded when no vectors are given and the index has
         a model). metadata: n dicts or None; scalar fields become filterable columns.
         The first batch of 1,000+ rows measures the funnel's depth m (edgevec.calibration),
@@ -251,7 +264,8 @@ class Index:
             vectors = self._embed(texts, "add(texts=...) without vectors")
         else:
             stored.check(embedder, w.snapshot)
-        encoded = batch.encode(w.snapshot, vectors, ids=ids, texts=texts, metadata=metadata)
+        encoded = batch.encode(w.snapshot, vectors, ids=ids, texts=texts, metadata=metadata,
+                               replace=replace)
         if encoded.rows:
             w.commit(encoded.pending, segment_rows=encoded.rows, meta=encoded.meta)
         return list(encoded.ids)

@@ -20,7 +20,7 @@ LAYERS = [("edgevec.errors", 0), ("edgevec.paths", 0), ("edgevec.fileio", 0), ("
           ("edgevec.query", 8), ("edgevec.batch", 8), ("edgevec.index", 9), ("edgevec", 10),
           ("edgevec.cli", 11), ("edgevec.build", 11), ("edgevec.ingest", 11),
           ("edgevec.convert", 11), ("edgevec.corpus", 11), ("edgevec.demo", 11),
-          ("edgevec.__main__", 11)]
+          ("edgevec.__main__", 11), ("edgevec.integrations", 11)]
 
 
 def modules() -> dict[str, str]:

@@ -107,6 +107,26 @@ def test_bm25_settings_chosen_at_create_are_stored_and_kept_by_compaction(tmp_pa
     assert not any(os.path.exists(tmp_path / f"{c}.edgevec") for c in "abcd")
 
 
+def test_your_own_vectors_with_text_search_hybrid(lexical_index):
+    """search(vector, text=...): an index of vectors you embed yourself still gets hybrid
+    search (the text goes to BM25); batches take one text per vector."""
+    from edgevec.query import search
+    v = _vectors(2, seed=4)
+    with edgevec.open(lexical_index) as idx:
+        single = idx.search(v[0], k=4, text="quick dog")
+        assert single.ranks is not None  # hybrid by default once there is a text
+        want = search(idx._s, v[0], texts=["quick dog"], mode="hybrid", k=4, single=True)
+        assert single == want
+        assert idx.search(v[0], k=4, text="quick dog", mode="dense") == idx.search(v[0], k=4)
+        batch = idx.search(v, k=4, text=["quick dog", "fox"])
+        assert batch[1] == idx.search(v[1], k=4, text="fox")
+        for bad, words in (((v, "fox"), "one str per query vector"),
+                           ((v, ["fox"]), "one str per query vector"),
+                           (("fox", "dog"), "goes with a vector query")):
+            with pytest.raises(edgevec.InvalidInput, match=words):
+                idx.search(bad[0], k=2, text=bad[1])
+
+
 def test_deleted_and_filtered_rows_never_come_back_and_compaction_keeps_results(
         lexical_index):
     with edgevec.open(lexical_index, writable=True) as idx:

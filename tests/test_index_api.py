@@ -160,6 +160,33 @@ def test_colliding_ids_are_rejected_and_nothing_is_written(path):
         assert len(idx) == 3
 
 
+def test_add_with_replace_is_one_commit_that_upserts(path):
+    """replace=True: a live id's row is tombstoned in the commit that adds its new row;
+    new ids are added, the rest stays; one generation per call."""
+    with edgevec.Index.create(path, dim=8, lexical=True) as idx:
+        idx.add(batch_vectors(0, 3, 8), ids=["a", "b", "c"], texts=["one", "two", "three"],
+                metadata=[{"n": 1}, {"n": 2}, {"n": 3}])
+        generation = idx.generation
+        new = batch_vectors(7, 2, 8)
+        assert idx.add(new, ids=["b", "d"], texts=["two again", "four"],
+                       metadata=[{"n": 20}, {"n": 4}], replace=True) == ["b", "d"]
+        assert idx.generation == generation + 1
+        assert sorted(idx.ids()) == ["a", "b", "c", "d"] and len(idx) == 4
+        b = idx.get("b")
+        assert b.text == "two again" and b.metadata == {"n": 20}
+        cosine = b.vector @ new[0] / np.linalg.norm(b.vector) / np.linalg.norm(new[0])
+        assert cosine > 0.95  # the new vector (int8: clipped to the first batch's range)
+        assert idx.search("two", k=4, mode="lexical").ids[0] == "b"  # the new text's postings
+        assert list(idx.search(new[0], k=1, filter={"n": 2}).ids) == []  # old row gone
+        with pytest.raises(edgevec.DuplicateId, match="replace=True"):
+            idx.add(batch_vectors(8, 1, 8), ids=["a"], texts=["x"])
+        with pytest.raises(edgevec.DuplicateId, match="twice"):  # within a batch: still an error
+            idx.add(batch_vectors(8, 2, 8), ids=["a", "a"], texts=["x", "y"], replace=True)
+    edgevec.verify(path)
+    with edgevec.open(path) as idx:
+        assert idx.info()["deleted"] == 1
+
+
 def test_bad_texts_and_metadata(path):
     with edgevec.Index.create(path, dim=8) as idx:
         x = batch_vectors(0, 2, 8)
