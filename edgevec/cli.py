@@ -180,6 +180,11 @@ def cmd_model(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgevec", description="On-device retrieval in one file.")
+    from . import __version__
+    from .storage.layout import VERSION_MAJOR, VERSION_MINOR
+    p.add_argument("--version", action="version",
+                   version=f"edgevec {__version__} (file format {VERSION_MAJOR}."
+                           f"{VERSION_MINOR})")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("build", help="build an index from folders of .txt/.md, JSONL or CSV")
@@ -187,7 +192,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="FILE")
     s.add_argument("--model", default="minilm-l6", help="model name or directory")
     s.add_argument("--text-field", default="text", help="JSONL/CSV field with the text")
-    s.add_argument("--id-field", help="JSONL/CSV field with the id (default: file:line)")
+    s.add_argument("--id-field", help="JSONL/CSV field with the id (default: the field "
+                   "\"id\" when a record has one, else file:line)")
     s.add_argument("--meta-field", action="append",
                    help="JSONL/CSV field to keep as metadata (repeat; default: all others)")
     s.add_argument("--max-words", type=int, default=180, help="passage length for .txt/.md")

@@ -15,6 +15,7 @@ from . import batch
 from .embed import stored
 from .errors import IdTypeMismatch, IndexStateError, InvalidInput, ReadOnlyError, UnknownId
 from .query import MODES
+from .query import segments as query_segments
 from .query import search as run_query
 from .results import BatchResults, Record, Results
 from .storage.reader import Snapshot
@@ -177,9 +178,16 @@ class Index:
         return Record(s.ids_of([row])[0], s.vectors([row])[0], s.texts_of([row])[0],
                       s.metadata_of([row])[0])
 
-    def ids(self) -> list[Id]:
-        """Ids of the live rows, in row order (reads every id: O(rows))."""
-        return self._s.ids_of(self._s.live_rows())
+    def ids(self, *, filter: dict | None = None) -> list[Id]:  # noqa: A002
+        """Ids of the live rows, in row order (reads every id: O(rows)); with `filter`
+        (see `search`), of the live rows whose metadata matches it."""
+        s = self._s
+        if filter is None:
+            return s.ids_of(s.live_rows())
+        rows = [seg.row_start + np.flatnonzero(seg.allow) if seg.allow is not None else
+                seg.row_start + np.arange(info.rows) for seg, info in
+                zip(query_segments(s, filter), s.segments)]
+        return s.ids_of(np.concatenate(rows) if rows else np.zeros(0, np.int64))
 
     def info(self) -> dict[str, Any]:
         return self._s.info()

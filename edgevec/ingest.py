@@ -120,12 +120,18 @@ def _records(path: str, rows: Iterator[tuple[int, Any]], text_field: str,
         if not isinstance(text, str) or not text.strip():
             stats.skip(f"{path}:{line}", f"no text in field {text_field!r}", quiet)
             continue
-        ident = rec.get(id_field) if id_field else f"{base}:{line}"
+        used = id_field
+        if id_field:
+            ident = rec.get(id_field)
+        elif rec.get("id") not in (None, ""):  # a field named "id" is the id, as everywhere
+            ident, used = rec["id"], "id"
+        else:
+            ident = f"{base}:{line}"
         if ident is None or ident == "":
             stats.skip(f"{path}:{line}", f"no id in field {id_field!r}", quiet)
             continue
         keys = meta_fields if meta_fields is not None else [
-            k for k in rec if k not in (text_field, id_field)]
+            k for k in rec if k not in (text_field, used)]
         meta = {k: rec[k] for k in keys if k in rec and rec[k] is not None and rec[k] != ""}
         yield Doc(str(ident), text, meta)
 
@@ -172,7 +178,9 @@ def _csv(path: str, stats: Stats, quiet: bool) -> Iterator[tuple[int, Any]]:
 def documents(sources: Sequence[str], *, text_field: str = "text", id_field: str | None = None,
               meta_fields: Sequence[str] | None = None, max_words: int = DEFAULT_MAX_WORDS,
               stats: Stats | None = None, quiet: bool = False) -> Iterator[Doc]:
-    """Every document of `sources`, streamed, in a deterministic order."""
+    """Every document of `sources`, streamed, in a deterministic order. JSONL/CSV
+    records: the text from `text_field`, the id from `id_field` (default: the record's
+    "id" field when it has one, else "file:line"), the other fields as metadata."""
     stats = stats if stats is not None else Stats()
     if not sources:
         raise InvalidInput("no sources given: name folders of .txt/.md files, .jsonl or .csv")

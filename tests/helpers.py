@@ -75,3 +75,15 @@ def patch_section(path: str, kind: str, rel: int, data: bytes, segment: int | No
             if s["kind"] == kind and s.get("segment") == segment:
                 s["crc32"] = value
     rewrite_directory(path, edit)
+
+
+def import_error_without(module: str, blocked: str) -> str:
+    """What importing `module` prints in a fresh interpreter where package `blocked` cannot
+    be imported: "<exception type> <message>"."""
+    import subprocess
+    import sys
+    code = (f"import sys; sys.modules[{blocked!r}] = None\n"
+            f"try:\n    import {module}\n"
+            "except Exception as e:\n    print(type(e).__name__, e)")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout

@@ -297,3 +297,27 @@ def test_csv_long_fields_malformed_files_and_unwritable_outputs(tmp_path, monkey
     stats = Stats()
     assert list(documents([str(big)], id_field="id", stats=stats, quiet=True)) == []
     assert "malformed CSV" in stats.skipped[0][1]
+
+
+def test_records_take_their_id_field_by_default(tmp_path):
+    """A JSONL/CSV record's "id" field is its id (as in every framework); without one the
+    id is file:line; --id-field still chooses another field."""
+    from edgevec.ingest import documents
+    src = tmp_path / "c.jsonl"
+    src.write_text('{"id": "a-1", "text": "alpha", "lang": "en"}\n'
+                   '{"text": "no id here", "lang": "fr"}\n'
+                   '{"id": 7, "text": "seven", "key": "k7"}\n', encoding="utf-8")
+    docs = list(documents([str(src)], quiet=True))
+    assert [d.id for d in docs] == ["a-1", "c.jsonl:2", "7"]
+    assert docs[0].metadata == {"lang": "en"} and docs[2].metadata == {"key": "k7"}
+    assert [d.id for d in documents([str(src)], id_field="key", quiet=True)] == ["k7"]
+    csv_src = tmp_path / "c.csv"
+    csv_src.write_text("id,text,lang\nx1,first,en\n,second,de\n", encoding="utf-8")
+    docs = list(documents([str(csv_src)], quiet=True))
+    assert [d.id for d in docs] == ["x1", "c.csv:3"] and docs[0].metadata == {"lang": "en"}
+
+
+def test_cli_version(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == \
+        f"edgevec {edgevec.__version__} (file format 1.2)"

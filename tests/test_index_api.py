@@ -187,6 +187,19 @@ def test_add_with_replace_is_one_commit_that_upserts(path):
         assert idx.info()["deleted"] == 1
 
 
+def test_ids_with_a_filter_are_the_live_matching_rows(path):
+    with edgevec.Index.create(path, dim=8) as idx:
+        idx.add(batch_vectors(0, 3, 8), ids=["a", "b", "c"],
+                metadata=[{"g": "x"}, {"g": "y"}, {"g": "x"}])
+        idx.add(batch_vectors(1, 2, 8), ids=["d", "e"], metadata=[{"g": "x"}, None])
+        idx.delete(["c"])
+        assert idx.ids(filter={"g": "x"}) == ["a", "d"]
+        assert idx.ids(filter={"g": {"$ne": "x"}}) == ["b", "e"]
+        assert idx.ids(filter={"g": "z"}) == [] and idx.ids() == ["a", "b", "d", "e"]
+        with pytest.raises(edgevec.InvalidInput, match="nope"):
+            idx.ids(filter={"nope": 1})
+
+
 def test_bad_texts_and_metadata(path):
     with edgevec.Index.create(path, dim=8) as idx:
         x = batch_vectors(0, 2, 8)

@@ -9,6 +9,7 @@ from langchain_core.documents import Document
 from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
 import edgevec
+from helpers import import_error_without
 from edgevec.integrations.langchain import EdgevecVectorStore
 
 
@@ -123,11 +124,5 @@ def test_your_own_embeddings_get_hybrid_search_too(tmp_path):
 
 
 def test_importing_without_the_extra_names_it():
-    import subprocess
-    import sys
-    code = ("import sys; sys.modules['langchain_core'] = None\n"
-            "try:\n    import edgevec.integrations.langchain\n"
-            "except Exception as e:\n    print(type(e).__name__, e)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    out = import_error_without("edgevec.integrations.langchain", "langchain_core")
     assert out.startswith("MissingExtra") and "pip install 'edgevec[langchain]'" in out

@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import index as _index
 from ..errors import InvalidInput, MissingExtra
+from . import check_writable, open_existing
 
 try:
     from langchain_core.documents import Document
@@ -62,12 +63,8 @@ class EdgevecVectorStore(VectorStore):
         self._create_options = create_options
         self._read_only = read_only
         self._lock = threading.RLock()  # the async methods run the sync ones in threads
-        self._index: _index.Index | None = None
-        if read_only and not os.path.exists(self._path):
-            raise InvalidInput(f"read_only=True needs an index file, and there is no index "
-                               f"file at {self._path}")
-        if os.path.exists(self._path):
-            self._index = _index.Index.open(self._path, writable=not read_only)
+        self._index = open_existing(self._path, read_only)
+        if self._index is not None:
             has_model = self._index.info()["embedder"] is not None
             if has_model and embedding is not None:
                 self.close()
@@ -107,9 +104,7 @@ class EdgevecVectorStore(VectorStore):
         self.close()
 
     def _writable(self) -> None:
-        if self._read_only:
-            raise InvalidInput(f"{self._path} was opened with read_only=True: open it without "
-                               "it to add or delete")
+        check_writable(self._read_only, self._path)
 
     def _ensure(self, vectors: np.ndarray | None) -> _index.Index:
         self._writable()
