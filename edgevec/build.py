@@ -14,7 +14,6 @@ import errno
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 
 from .errors import IndexExists, InvalidInput, os_errors_as_edgevec_errors
 from .fileio import write_file
+from .progress import Progress
 from .ingest import DEFAULT_MAX_WORDS, Stats, documents
 
 CHUNK_DOCS = 512
@@ -165,27 +165,24 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
     n_chunk = len(done_chunks)
     staged = resumed
 
+    shown = Progress("embedded", total, "passages", enabled=progress, start=resumed)
+
     def flush() -> None:
         nonlocal n_chunk, staged, chunk
         vectors = emb.encode([d.text for d in chunk], batch_size=batch_size)
         _stage_chunk(os.path.join(staging, f"chunk-{n_chunk:08d}"), vectors, chunk)
         n_chunk += 1
         staged += len(chunk)
+        shown.update(len(chunk))
         chunk = []
-        if progress:
-            rate = (staged - resumed) / max(time.perf_counter() - t0, 1e-9)
-            eta = ((total or staged) - staged) / rate if rate else 0
-            print(f"\r  {staged}/{total} passages, {rate:,.0f} passages/s, ETA {eta:5.0f} s",
-                  end="", file=sys.stderr, flush=True)
 
-    for doc in stream:
-        chunk.append(doc)
-        if len(chunk) == CHUNK_DOCS:
+    with shown:
+        for doc in stream:
+            chunk.append(doc)
+            if len(chunk) == CHUNK_DOCS:
+                flush()
+        if chunk:
             flush()
-    if chunk:
-        flush()
-    if progress:
-        print(file=sys.stderr)
     t_embed = time.perf_counter() - t0
     if staged == 0:
         shutil.rmtree(staging, ignore_errors=True)

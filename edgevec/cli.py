@@ -12,6 +12,7 @@ import sys
 from contextlib import contextmanager
 from typing import Any
 
+from . import progress
 from .errors import EdgevecError
 
 
@@ -54,7 +55,8 @@ def cmd_verify(args) -> int:
 def cmd_compact(args) -> int:
     from . import open as open_index
     with open_index(args.file, writable=True, lock_timeout=args.wait) as idx:
-        sizes = idx.compact(lexical=True if args.lexical else None)
+        sizes = idx.compact(lexical=True if args.lexical else None,
+                            progress=progress.wanted(args.quiet))
     print(f"{args.file}: {sizes['bytes_before']:,} -> {sizes['bytes_after']:,} bytes, "
           f"{sizes['rows']} rows")
     return 0
@@ -85,7 +87,7 @@ def cmd_build(args) -> int:
                    id_field=args.id_field, meta_fields=args.meta_field,
                    max_words=args.max_words, overwrite=args.overwrite,
                    store_f16=args.f16, quiet=args.quiet, lexical_only=args.lexical_only,
-                   progress=sys.stderr.isatty() and not args.quiet)
+                   progress=progress.wanted(args.quiet))
     print(report.summary())
     return 0
 
@@ -131,19 +133,28 @@ def cmd_add(args) -> int:
     from . import open as open_index
     from .ingest import Stats, documents
     stats = Stats()
-    with open_index(args.file, writable=True, lock_timeout=args.wait) as idx:
+    fields = dict(text_field=args.text_field, id_field=args.id_field,
+                  meta_fields=args.meta_field)
+    show = progress.wanted(args.quiet)
+    total = sum(1 for _ in documents(args.sources, **fields, stats=Stats(), quiet=True)) \
+        if show else None
+    with open_index(args.file, writable=True, lock_timeout=args.wait) as idx, \
+            progress.Progress("added", total, "passages", enabled=show) as shown:
         batch: list = []
         added = 0
-        for doc in documents(args.sources, text_field=args.text_field, id_field=args.id_field,
-                             meta_fields=args.meta_field, stats=stats):
+
+        def flush() -> int:
+            n = len(idx.add(texts=[d.text for d in batch], ids=[d.id for d in batch],
+                            metadata=[d.metadata for d in batch]))
+            shown.update(n)
+            return n
+        for doc in documents(args.sources, **fields, stats=stats, quiet=args.quiet):
             batch.append(doc)
             if len(batch) == 4096:
-                added += len(idx.add(texts=[d.text for d in batch], ids=[d.id for d in batch],
-                                     metadata=[d.metadata for d in batch]))
+                added += flush()
                 batch = []
         if batch:
-            added += len(idx.add(texts=[d.text for d in batch], ids=[d.id for d in batch],
-                                 metadata=[d.metadata for d in batch]))
+            added += flush()
     print(f"added {added} passages to {args.file} ({len(stats.skipped)} skipped)")
     return 0
 
@@ -226,6 +237,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--id-field")
     s.add_argument("--meta-field", action="append")
     s.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the lock")
+    s.add_argument("--quiet", action="store_true",
+                   help="no progress line, no warnings for skipped files")
     s.set_defaults(fn=cmd_add)
 
     s = sub.add_parser("convert", help="word2vec/GloVe/fastText text vectors or .npy -> index")
@@ -254,6 +267,7 @@ def parser() -> argparse.ArgumentParser:
                    help="also index the stored texts for lexical and hybrid search (e.g. a "
                         "file from before format 1.1)")
     s.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the lock")
+    s.add_argument("--quiet", action="store_true", help="no progress line")
     s.set_defaults(fn=cmd_compact)
 
     s = sub.add_parser("delete", help="delete rows by id")

@@ -14,12 +14,13 @@ import numpy as np
 from . import batch
 from .embed import stored
 from .errors import IdTypeMismatch, IndexStateError, InvalidInput, ReadOnlyError, UnknownId
+from .progress import Progress
 from .query import MODES
 from .query import segments as query_segments
 from .query import search as run_query
 from .results import BatchResults, Record, Results
 from .storage.reader import Snapshot
-from .storage.writer import Writer, create_file
+from .storage.writer import Pending, Writer, create_file
 from .validate import (
     Id, as_list, check_choice, check_flag, check_k, check_one_id, check_path, check_texts,
 )
@@ -298,12 +299,12 @@ class Index:
         w.commit([], segment_rows=None, meta=change)
         return report
 
-    def compact(self, *, lexical: Any = None) -> dict[str, int]:
+    def compact(self, *, lexical: Any = None, progress: bool = False) -> dict[str, int]:
         """Rewrite the live rows into a fresh file that atomically replaces this one.
         Returns the file size before and after. `lexical`: True (or an Analyzer) also
         indexes the stored texts for lexical and hybrid search, False drops the postings;
         None keeps what the index has. BM25 and fusion settings stored in the file carry
-        over."""
+        over. `progress`: draw the megabytes written, rate and ETA on stderr."""
         w = self._w()
         before = os.path.getsize(self._path)
         s = w.snapshot
@@ -311,9 +312,22 @@ class Index:
         if lexical is not None:
             meta["lexical"] = batch.lexical_meta(lexical, keep=s.meta.get("lexical"))
         pending, total = batch.compaction(s, meta.get("lexical"))
-        w.replace_with(meta, pending, total if total else None)
+        size = sum(int(np.prod(p.shape)) * np.dtype(p.dtype).itemsize for p in pending)
+        unit, scale = ("MB", 1e6) if size >= 10e6 else ("kB", 1e3)
+        with Progress("compacted", size, unit, enabled=progress, scale=scale) as shown:
+            w.replace_with(meta, [_counted(p, shown) for p in pending] if progress else
+                           pending, total if total else None)
         return {"bytes_before": before, "bytes_after": os.path.getsize(self._path),
                 "rows": total}
+
+
+def _counted(p: Pending, shown: Progress) -> Pending:
+    """`p` whose chunks report their bytes to `shown` as they are written."""
+    def chunks():
+        for chunk in ([p.data] if isinstance(p.data, np.ndarray) else p.data):
+            yield chunk
+            shown.update(np.asarray(chunk).nbytes)
+    return Pending(p.kind, chunks(), p.dtype, p.shape, p.extra)
 
 
 def open(path: str | os.PathLike, *, writable: bool = False,  # noqa: A001 - public name

@@ -13,7 +13,7 @@ import ast
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAYERS = [("edgevec.errors", 0), ("edgevec.paths", 0), ("edgevec.fileio", 0), ("edgevec.kernels", 1), ("edgevec.codecs", 2),
+LAYERS = [("edgevec.errors", 0), ("edgevec.paths", 0), ("edgevec.progress", 0), ("edgevec.fileio", 0), ("edgevec.kernels", 1), ("edgevec.codecs", 2),
           ("edgevec.storage", 3), ("edgevec.embed", 4), ("edgevec.lexical", 4), ("edgevec.search", 5),
           ("edgevec.filters", 5), ("edgevec.validate", 5), ("edgevec.results", 5),
           ("edgevec.cpu", 5), ("edgevec.funnel", 6), ("edgevec.lexical.bm25", 6), ("edgevec.fusion", 6), ("edgevec.calibration", 7),

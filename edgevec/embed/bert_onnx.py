@@ -95,7 +95,7 @@ def _per_channel_int8(weight: np.ndarray, axis: int, levels: int = 127
 
 class _Graph:
     def __init__(self, variant: str) -> None:
-        from onnx import helper  # the model-building extra: pip install edgevec[models]
+        from onnx import helper  # only to build a model (a core dependency)
         self.h = helper
         self.variant = variant
         self.nodes: list = []

