@@ -74,6 +74,13 @@ def test_wheel_in_a_fresh_venv_runs_the_readme_pip_commands(tmp_path, models_dir
                PATH=f"{env_dir / 'bin'}{os.pathsep}{os.environ['PATH']}")
     commands = _readme_pip_commands()
     assert commands[0] == "pip install edgevec"  # done above, from the wheel
+    # the steps out of order, or on a missing file: one edgevec line that names the fix
+    for line, fix in ((commands[2], "edgevec model build minilm-l6"),
+                      ('edgevec search missing.edgevec "a query"', "missing.edgevec")):
+        done = subprocess.run(line, shell=True, cwd=work, env=env, capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL)
+        assert done.returncode == 1 and done.stderr.startswith("edgevec: ") and \
+            len(done.stderr.strip().splitlines()) == 1 and fix in done.stderr, done.stderr
     outputs = []
     for line in commands[1:]:
         done = subprocess.run(line, shell=True, cwd=work, env=env, capture_output=True,
