@@ -30,6 +30,7 @@ from .cpu import hardware
 from .embed import Embedder, ModelError
 from .index import Index, info, open, verify  # noqa: A004 - edgevec.open is public
 from .results import BatchResults, Hit, Record, Results
+from .shards import ShardSet, open_many
 
 __version__ = "0.1.0"
 
@@ -57,6 +58,7 @@ __all__ = [
     "ReadOnlyError",
     "Record",
     "Results",
+    "ShardSet",
     "TruncatedFile",
     "UnknownId",
     "UnsupportedVersion",
@@ -65,5 +67,6 @@ __all__ = [
     "hardware",
     "info",
     "open",
+    "open_many",
     "verify",
 ]

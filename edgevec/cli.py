@@ -107,8 +107,9 @@ def cmd_search(args) -> int:
     import time
 
     from . import open as open_index
+    from . import open_many
     t0 = time.perf_counter()
-    with open_index(args.file) as idx:
+    with (open_index(args.files[0]) if len(args.files) == 1 else open_many(args.files)) as idx:
         t1 = time.perf_counter()
         res = idx.search(args.query, k=args.k, filter=_parse_filter(args.filter),
                          min_score=args.min_score, exact=args.exact, mode=args.mode,
@@ -215,8 +216,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no warnings for skipped files")
     s.set_defaults(fn=cmd_build)
 
-    s = sub.add_parser("search", help="search an index by text")
-    s.add_argument("file")
+    s = sub.add_parser("search", help="search an index (or several as one) by text")
+    s.add_argument("files", nargs="+", metavar="FILE",
+                   help="an index file, or several searched as one (a shard set)")
     s.add_argument("query")
     s.add_argument("-k", type=int, default=10)
     s.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"lang": "en"}\'')

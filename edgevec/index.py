@@ -226,27 +226,7 @@ class Index:
         s = self._s
         k = check_k(k)
         stored.check(embedder, s)
-        if mode is not None:
-            check_choice(mode, MODES, "mode")
-        texts, single = None, None
-        if isinstance(query, str) or (isinstance(query, (list, tuple)) and query
-                                      and all(isinstance(t, str) for t in query)):
-            single = isinstance(query, str)
-            texts = [query] if single else list(query)
-            query = None
-            if mode != "lexical" and s.dim and (mode is not None or not s.meta.get("lexical")
-                                      or s.meta.get("embedder")):
-                vectors = self._embed(texts, "a text query")
-                query = vectors[0] if single else vectors
-            if text is not None:
-                raise InvalidInput("text= goes with a vector query; this query is text already")
-        elif text is not None:
-            single = isinstance(text, str)
-            texts = check_texts([text] if single else text, 1 if single else None)
-            shape = np.shape(query)
-            if len(shape) != (1 if single else 2) or (not single and shape[0] != len(texts)):
-                raise InvalidInput(f"text= needs one str per query vector: {len(texts)} "
-                                   f"text(s) for vector(s) of shape {shape}")
+        query, texts, single = query_inputs(s, query, mode, text, self._embed)
         return run_query(s, query, texts=texts, mode=mode, k=k, filter=filter,
                          min_score=min_score, m=m, exact=exact, rescore_f16=rescore_f16,
                          threads=threads, single=single, alpha=alpha)
@@ -319,6 +299,35 @@ class Index:
                            pending, total if total else None)
         return {"bytes_before": before, "bytes_after": os.path.getsize(self._path),
                 "rows": total}
+
+
+def query_inputs(s: Snapshot, query: Any, mode: str | None, text: Any, embed
+                 ) -> tuple[Any, list[str] | None, bool | None]:
+    """What `search` was given -> (vectors or None, texts or None, single): text queries
+    are embedded with `embed(texts, what)` unless only BM25 will read them; `text=` goes
+    with vectors you embedded yourself."""
+    if mode is not None:
+        check_choice(mode, MODES, "mode")
+    texts, single = None, None
+    if isinstance(query, str) or (isinstance(query, (list, tuple)) and query
+                                  and all(isinstance(t, str) for t in query)):
+        single = isinstance(query, str)
+        texts = [query] if single else list(query)
+        query = None
+        if mode != "lexical" and s.dim and (mode is not None or not s.meta.get("lexical")
+                                            or s.meta.get("embedder")):
+            vectors = embed(texts, "a text query")
+            query = vectors[0] if single else vectors
+        if text is not None:
+            raise InvalidInput("text= goes with a vector query; this query is text already")
+    elif text is not None:
+        single = isinstance(text, str)
+        texts = check_texts([text] if single else text, 1 if single else None)
+        shape = np.shape(query)
+        if len(shape) != (1 if single else 2) or (not single and shape[0] != len(texts)):
+            raise InvalidInput(f"text= needs one str per query vector: {len(texts)} "
+                               f"text(s) for vector(s) of shape {shape}")
+    return query, texts, single
 
 
 def _counted(p: Pending, shown: Progress) -> Pending:

@@ -8,6 +8,7 @@ materialised once. `Index.search` embeds text queries and hands the vectors here
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -44,8 +45,9 @@ def segments(snap: Snapshot, filter: dict | None = None) -> list[Segment]:  # no
 MODES = ("dense", "lexical", "hybrid")
 
 
-def search(snap: Snapshot, queries: Any, *, texts: list[str] | None = None,
-           mode: str | None = None, k: int = 10, filter: dict | None = None,  # noqa: A002
+def search(snap: Snapshot | Sequence[Snapshot], queries: Any, *,
+           texts: list[str] | None = None, mode: str | None = None, k: int = 10,
+           filter: dict | None = None,  # noqa: A002
            min_score: float | None = None, m: int | None = None, exact: bool = False,
            rescore_f16: bool = True, threads: int | None = None,
            single: bool | None = None, alpha: float | None = None
@@ -56,18 +58,25 @@ def search(snap: Snapshot, queries: Any, *, texts: list[str] | None = None,
     an index with postings, else dense). `alpha`: hybrid only; None fuses by reciprocal
     rank, a number in [0, 1] weighs normalised scores (edgevec.fusion). Scores (and so
     `min_score`): cosine or dot product (dense), BM25 (lexical), the fusion score
-    (hybrid). The other options are those of `Index.search`."""
-    lexical_index = bool(snap.meta.get("lexical"))
+    (hybrid). The other options are those of `Index.search`.
+
+    `snap` may be several snapshots of compatible indexes (a shard set, edgevec.shards):
+    they are searched as one index holding their rows in that order (row numbers run on
+    from one shard to the next), BM25 statistics summed over all of them; each shard's
+    dense list comes from its own funnel (its own int8 calibration and depth m)."""
+    snaps = [snap] if isinstance(snap, Snapshot) else list(snap)
+    first = snaps[0]
+    lexical_index = bool(first.meta.get("lexical"))
     if mode is None:
         mode = "hybrid" if texts is not None and lexical_index and queries is not None else (
             "lexical" if queries is None else "dense")
     mode = check_choice(mode, MODES, "mode")
-    if mode != "lexical" and not snap.dim:
-        raise InvalidInput(f"{snap.path} is a lexical-only index (no vectors): search it "
+    if mode != "lexical" and not first.dim:
+        raise InvalidInput(f"{first.path} is a lexical-only index (no vectors): search it "
                            f"with text and mode='lexical', not mode={mode!r}")
     if mode != "dense" and (texts is None or not lexical_index):
         raise InvalidInput(f"mode={mode!r} needs a text query and an index with lexical "
-                           f"postings; {snap.path} has {'them' if lexical_index else 'none'} "
+                           f"postings; {first.path} has {'them' if lexical_index else 'none'} "
                            "(create it with lexical=True)")
     if alpha is not None and mode != "hybrid":
         raise InvalidInput(f"alpha weighs the two lists of mode='hybrid'; this search is "
@@ -75,39 +84,35 @@ def search(snap: Snapshot, queries: Any, *, texts: list[str] | None = None,
     if single is None:
         single = np.ndim(queries) == 1
     k = check_k(k)
-    m = check_k(m, "m") if m is not None else (snap.meta.get("rescore_m") or DEFAULT_M)
+    m = check_k(m, "m") if m is not None else None
     exact = check_flag(exact, "exact")
     rescore_f16 = check_flag(rescore_f16, "rescore_f16")
     if min_score is not None:
         min_score = check_number(min_score, "min_score")
-    segs = segments(snap, filter)
+    offsets = np.cumsum([0] + [s.rows for s in snaps])[:-1].tolist()
+    per_shard = [segments(s, filter) for s in snaps]
     nq = len(texts) if mode == "lexical" else None
     ranks = None
     if mode != "lexical":
-        q = check_vectors(queries, snap.dim, "queries")
-        if snap.meta["metric"] == "cosine":
+        q = check_vectors(queries, first.dim, "queries")
+        if first.meta["metric"] == "cosine":
             q = normalise(q)
         nq = len(q)
-        depth = k if mode == "dense" else max(k, snap.meta["lexical"]["rrf"]["depth"])
-        if not segs or not nq:
-            scores = np.zeros((nq, 0), np.float32)
-            rows = np.zeros((nq, 0), np.int64)
-        elif exact:
-            scores, rows = exact_search(segs, snap.calibration(), q, depth, threads=threads)
-        else:
-            # hybrid's dense list costs what a dense search of k does: the k * m best
-            # candidates by Hamming distance, rescored and ranked to `depth`
-            scores, rows = funnel_search(segs, snap.calibration(), q, depth,
-                                         m=-(-k * m // depth), rescore_f16=rescore_f16,
-                                         threads=threads)
+        depth = k if mode == "dense" else max(k, first.meta["lexical"]["rrf"]["depth"])
+        lists = [_dense(s, segs, q, k, depth, m, exact, rescore_f16, threads, off)
+                 for s, segs, off in zip(snaps, per_shard, offsets)]
+        scores, rows = lists[0] if len(lists) == 1 else _merge(lists, depth)
     if mode != "dense":
-        lexical = _lexical(snap, segs, texts, k if mode == "lexical" else depth, threads)
+        lexical = _lexical(first.meta["lexical"], [
+            (s.postings(g), off + seg.row_start, seg.allow)
+            for s, segs, off in zip(snaps, per_shard, offsets) for g, seg in enumerate(segs)],
+            texts, k if mode == "lexical" else depth, threads)
         if mode == "lexical":
             scores, rows = _pad(lexical, k)
         else:
             if alpha is None:
                 fused = [rrf([rows[i], lexical[i][1]], k,
-                             rrf_k=snap.meta["lexical"]["rrf"]["k"], depth=depth)
+                             rrf_k=first.meta["lexical"]["rrf"]["k"], depth=depth)
                          for i in range(nq)]
             else:
                 live = [rows[i] >= 0 for i in range(nq)]
@@ -123,26 +128,90 @@ def search(snap: Snapshot, queries: Any, *, texts: list[str] | None = None,
         counts = (rows >= 0).sum(axis=1)
     if min_score is not None:  # scores are sorted: the kept ones are a prefix
         counts = np.minimum(counts, (np.nan_to_num(scores, nan=-np.inf) >= min_score).sum(axis=1))
-    found = materialise(snap, scores, rows, counts, ranks)
+    found = materialise(first if len(snaps) == 1 else Rows(snaps, offsets), scores, rows,
+                        counts, ranks)
     return found[0] if single else found
 
 
-def _lexical(snap: Snapshot, segs: list[Segment], texts: list[str], depth: int,
+def _dense(snap: Snapshot, segs: list[Segment], q: np.ndarray, k: int, depth: int,
+           m: int | None, exact: bool, rescore_f16: bool, threads: int | None, offset: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """One index's dense list: (scores float32 [nq, <= depth], rows int64, + offset; -1
+    past the end)."""
+    nq = len(q)
+    if not segs or not nq:
+        return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
+    if exact:
+        scores, rows = exact_search(segs, snap.calibration(), q, depth, threads=threads)
+    else:
+        # hybrid's dense list costs what a dense search of k does: the k * m best
+        # candidates by Hamming distance, rescored and ranked to `depth`
+        m = m or snap.meta.get("rescore_m") or DEFAULT_M
+        scores, rows = funnel_search(segs, snap.calibration(), q, depth,
+                                     m=-(-k * m // depth), rescore_f16=rescore_f16,
+                                     threads=threads)
+    return scores, (np.where(rows >= 0, rows + offset, -1) if offset else rows)
+
+
+def _merge(lists: list[tuple[np.ndarray, np.ndarray]], depth: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Several [nq, *] (scores, rows) lists -> the best `depth` of each query over all of
+    them: score descending, ties by lower row; padding (row -1) last."""
+    scores = np.concatenate([s for s, _ in lists], axis=1)
+    rows = np.concatenate([r for _, r in lists], axis=1)
+    out_s = np.full((len(rows), min(depth, rows.shape[1])), np.nan, np.float32)
+    out_r = np.full(out_s.shape, -1, np.int64)
+    for i in range(len(rows)):
+        live = rows[i] >= 0
+        s, r = scores[i][live], rows[i][live]
+        order = np.lexsort((r, -s))[:depth]
+        out_s[i, :len(order)], out_r[i, :len(order)] = s[order], r[order]
+    return out_s, out_r
+
+
+class Rows:
+    """The rows of several snapshots numbered one after another (a shard set), read the
+    way `materialise` reads one snapshot's."""
+
+    def __init__(self, snaps: Sequence[Snapshot], offsets: Sequence[int]) -> None:
+        self.snaps, self.offsets = list(snaps), np.asarray(offsets, dtype=np.int64)
+
+    def _gather(self, rows: np.ndarray, read: str) -> list:
+        rows = np.asarray(rows, dtype=np.int64)
+        shard = np.searchsorted(self.offsets, rows, side="right") - 1
+        out: list = [None] * len(rows)
+        for j in np.unique(shard).tolist():
+            at = np.flatnonzero(shard == j)
+            values = getattr(self.snaps[j], read)(rows[at] - self.offsets[j])
+            for i, v in zip(at.tolist(), values):
+                out[i] = v
+        return out
+
+    def ids_of(self, rows):
+        return self._gather(rows, "ids_of")
+
+    def texts_of(self, rows):
+        return self._gather(rows, "texts_of")
+
+    def metadata_of(self, rows):
+        return self._gather(rows, "metadata_of")
+
+
+def _lexical(settings: dict, parts: list, texts: list[str], depth: int,
              threads: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """BM25 top-`depth` (scores, global rows) of each query text, with the segments'
-    row masks (deleted and filtered rows never come back). A batch is spread over the
-    threads query by query, a single query segment by segment."""
-    settings = snap.meta["lexical"]
+    """BM25 top-`depth` (scores, global rows) of each query text over `parts`: (postings
+    or None, first global row, row mask) per segment (deleted and filtered rows never
+    come back). A batch is spread over the threads query by query, a single query
+    segment by segment."""
     analyzer = Analyzer.from_settings(settings["analyzer"])
     params = BM25(k1=settings["bm25"]["k1"], b=settings["bm25"]["b"])
-    postings = [snap.postings(g) for g in range(len(snap.segments))]
-    keep = [i for i, p in enumerate(postings) if p is not None]
+    parts = [part for part in parts if part[0] is not None]
     workers = bm25.workers_for(threads)
 
     def one(text: str, threads: int) -> tuple[np.ndarray, np.ndarray]:
-        return bm25.search([postings[i] for i in keep], analyzer.terms(text), depth,
-                           params=params, row_starts=[segs[i].row_start for i in keep],
-                           allow=[segs[i].allow for i in keep], threads=threads)
+        return bm25.search([p for p, _, _ in parts], analyzer.terms(text), depth,
+                           params=params, row_starts=[start for _, start, _ in parts],
+                           allow=[allow for _, _, allow in parts], threads=threads)
     if len(texts) == 1:
         return [one(texts[0], workers)]
     return bm25.in_threads(lambda text: one(text, 1), list(texts), workers)

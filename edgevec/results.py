@@ -9,15 +9,26 @@ from typing import Any
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Record:
     """One stored row (`Index.get`): its id, its vector (float32, decoded from float16 when
-    stored, else from int8), its text and metadata (None when the row has none)."""
+    stored, else from int8), its text and metadata (None when the row has none). Equal
+    when all four are (the vector compared by value); unhashable."""
 
     id: int | str
     vector: np.ndarray
     text: str | None
     metadata: dict[str, Any] | None
+
+    def __eq__(self, other: object) -> bool:
+        # the generated __eq__ compared the vectors with ==, whose truth value raises
+        if not isinstance(other, Record):
+            return NotImplemented
+        return (self.id == other.id and self.text == other.text
+                and self.metadata == other.metadata
+                and np.array_equal(self.vector, other.vector))
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

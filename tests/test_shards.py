@@ -1,0 +1,130 @@
+"""A shard set (edgevec.open_many) searches several files as one index: the same results as
+one file holding the same rows in the same order, in every mode, with filters, deletions
+and batches; BM25 statistics summed over the shards."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import edgevec
+from helpers import batch_vectors
+
+WORDS = ["alpha", "beta", "gamma", "delta", "zip", "csv", "bread", "river", "stone", "light"]
+
+
+def _batch(seed: int, n: int):
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.choice(WORDS, size=rng.integers(2, 9))) for _ in range(n)]
+    meta = [{"g": int(rng.integers(0, 3)), "seed": seed} for _ in range(n)]
+    return batch_vectors(seed, n, 16), [f"s{seed}-{i}" for i in range(n)], texts, meta
+
+
+@pytest.fixture()
+def shards_and_whole(tmp_path):
+    """Three shard files and one file with the same batches in the same order (float16
+    kept, so exact scores do not depend on each file's int8 calibration)."""
+    batches = [_batch(seed, n) for seed, n in ((1, 40), (2, 25), (3, 60), (4, 7))]
+    plan = [[0], [1, 2], [3]]  # which batches each shard holds
+    whole = tmp_path / "whole.edgevec"
+    paths = []
+    with edgevec.Index.create(whole, dim=16, lexical=True, store_f16=True) as one:
+        for j, part in enumerate(plan):
+            path = tmp_path / f"shard-{j}.edgevec"
+            with edgevec.Index.create(path, dim=16, lexical=True, store_f16=True) as shard:
+                for b in part:
+                    x, ids, texts, meta = batches[b]
+                    shard.add(x, ids=ids, texts=texts, metadata=meta)
+                    one.add(x, ids=ids, texts=texts, metadata=meta)
+                if j == 1:
+                    shard.delete(["s2-3", "s3-10"])
+            paths.append(path)
+        one.delete(["s2-3", "s3-10"])
+    return paths, whole
+
+
+def test_a_shard_set_answers_like_one_file(shards_and_whole):
+    paths, whole = shards_and_whole
+    q = batch_vectors(99, 5, 16)
+    texts = ["zip csv", "river stone light", "alpha", "bread bread beta", "nothing"]
+    with edgevec.open_many(paths) as many, edgevec.open(whole) as one:
+        assert len(many) == len(one) == 130 and sorted(many.ids()) == sorted(one.ids())
+        for options in ({"mode": "lexical"}, {"mode": "hybrid", "exact": True},
+                        {"mode": "hybrid", "exact": True, "alpha": 0.4},
+                        {"mode": "dense", "exact": True}):
+            for flt in (None, {"g": 1}, {"g": {"$in": [0, 2]}}):
+                for i in range(len(q)):
+                    query = texts[i] if options["mode"] == "lexical" else q[i]
+                    text = None if options["mode"] != "hybrid" else texts[i]
+                    got = many.search(query, k=8, filter=flt, text=text, **options)
+                    want = one.search(query, k=8, filter=flt, text=text, **options)
+                    assert got.ids == want.ids, (options, flt, i)
+                    np.testing.assert_array_equal(got.scores, want.scores)
+                    assert got.rows.tolist() == want.rows.tolist()  # global row numbers
+                    assert got == want
+        batch = many.search(q, k=4, text=texts, mode="hybrid", exact=True)
+        assert [list(r.ids) for r in batch] == [
+            list(many.search(q[i], k=4, text=texts[i], mode="hybrid", exact=True).ids)
+            for i in range(len(q))]
+        funnel = many.search(q[0], k=5)  # each shard's own funnel, merged by score
+        assert list(funnel.scores) == sorted(funnel.scores, reverse=True) and len(funnel) == 5
+        assert many.get("s3-0") == one.get("s3-0") and "s2-3" not in many
+        assert many.contains(["s1-0", "s2-3", "nope"]).tolist() == [True, False, False]
+        assert sorted(many.ids(filter={"g": 1})) == sorted(one.ids(filter={"g": 1}))
+        info = many.info()
+        assert (info["rows"], info["stored_rows"], info["deleted"]) == (130, 132, 2)
+        assert len(info["shards"]) == 3 and info["dim"] == 16
+        with pytest.raises(edgevec.UnknownId, match="none of the 3 shards"):
+            many.get("s2-3")
+
+
+def test_shards_built_differently_are_refused(tmp_path, shards_and_whole):
+    paths, _ = shards_and_whole
+
+    def make(name, **options):
+        path = tmp_path / name
+        with edgevec.Index.create(path, **options) as idx:
+            idx.add(batch_vectors(0, 2, options.get("dim", 16)), ids=[5, 6] if name ==
+                    "ints.edgevec" else ["x", "y"], texts=["a", "b"])
+        return path
+    for other, words in ((make("d8.edgevec", dim=8, lexical=True), "its dim differs"),
+                         (make("nolex.edgevec", dim=16), "its lexical settings differ"),
+                         (make("bm25.edgevec", dim=16, lexical=True, bm25={"k1": 2.0}),
+                          "its lexical settings differ"),
+                         (make("ints.edgevec", dim=16, lexical=True, store_f16=True),
+                          "mix int and str ids")):
+        with pytest.raises(edgevec.InvalidInput, match=words):
+            edgevec.open_many([paths[0], other])
+    with pytest.raises(edgevec.InvalidInput, match="at least one"):
+        edgevec.open_many([])
+    with pytest.raises(edgevec.EdgevecError):
+        edgevec.open_many([paths[0], tmp_path / "missing.edgevec"])
+
+
+def test_text_shards_embed_queries_with_their_shared_model(tmp_path, minilm):
+    docs = ["Paris is the capital of France.", "The zipfile module reads ZIP archives.",
+            "Baking bread needs flour.", "The csv module reads comma separated values."]
+    paths = []
+    for j in range(2):
+        path = tmp_path / f"t{j}.edgevec"
+        with edgevec.Index.create(path, model="minilm-l6") as idx:
+            idx.add(texts=docs[2 * j:2 * j + 2], ids=[f"d{2 * j}", f"d{2 * j + 1}"])
+        paths.append(path)
+    with edgevec.open_many(paths) as many:
+        for mode in ("hybrid", "dense", "lexical"):
+            assert many.search("reading a zip archive", k=1, mode=mode).ids == ("d1",)
+        assert many.search("comma separated values", k=1).ids == ("d3",)
+
+
+def test_cli_searches_several_files_as_one(shards_and_whole, capsys):
+    from edgevec import cli
+    paths, whole = shards_and_whole
+    assert cli.main(["search", *map(str, paths), "zip csv", "--mode", "lexical", "-k", "3",
+                     "--json"]) == 0
+    many = json.loads(capsys.readouterr().out)
+    assert cli.main(["search", str(whole), "zip csv", "--mode", "lexical", "-k", "3",
+                     "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert many["results"] == one["results"] and len(one["results"]) == 3
