@@ -114,15 +114,23 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
           overwrite: bool = False, batch_size: int = 32, store_f16: bool = False,
           progress: bool = False, quiet: bool = False,
           user_metadata: dict[str, Any] | None = None,
-          lexical_only: bool = False) -> BuildReport:
+          lexical_only: bool = False, ray: str | bool | None = None,
+          actors: int | None = None, threads_per_actor: int = 1) -> BuildReport:
     """Build `output` from `sources` with the text model `model` (see module docstring).
     `progress` draws a progress line on stderr (the CLI turns it on on a terminal);
     `quiet` silences the warnings about skipped files. `lexical_only`: no model and no
-    vectors, BM25 postings alone (see `_build_lexical`)."""
+    vectors, BM25 postings alone (see `_build_lexical`). `ray`: embed on a Ray cluster
+    (True: a local Ray instance, or the cluster's address; edgevec[ray]) with `actors`
+    actors of `threads_per_actor` threads: the same file as a local build (see
+    edgevec.integrations.ray)."""
     from .embed import Embedder
     from .index import Index
     output = os.fspath(output)
+    if ray is not None and ray is not False:
+        from .integrations.ray import embed_chunks  # the extra is checked before any work
     if lexical_only:
+        if ray:
+            raise InvalidInput("a lexical-only build embeds nothing: leave out --ray")
         return _build_lexical(sources, output, text_field=text_field, id_field=id_field,
                               meta_fields=meta_fields, max_words=max_words,
                               overwrite=overwrite, quiet=quiet, user_metadata=user_metadata)
@@ -161,28 +169,31 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
                        meta_fields=meta_fields, max_words=max_words, stats=stats, quiet=quiet)
     for _ in range(resumed):  # already staged: skip without embedding
         next(stream, None)
-    chunk: list = []
     n_chunk = len(done_chunks)
     staged = resumed
 
-    shown = Progress("embedded", total, "passages", enabled=progress, start=resumed)
-
-    def flush() -> None:
-        nonlocal n_chunk, staged, chunk
-        vectors = emb.encode([d.text for d in chunk], batch_size=batch_size)
-        _stage_chunk(os.path.join(staging, f"chunk-{n_chunk:08d}"), vectors, chunk)
-        n_chunk += 1
-        staged += len(chunk)
-        shown.update(len(chunk))
-        chunk = []
-
-    with shown:
+    def chunks():
+        chunk: list = []
         for doc in stream:
             chunk.append(doc)
             if len(chunk) == CHUNK_DOCS:
-                flush()
+                yield chunk
+                chunk = []
         if chunk:
-            flush()
+            yield chunk
+    if ray is None or ray is False:
+        embedded = ((c, emb.encode([d.text for d in c], batch_size=batch_size))
+                    for c in chunks())
+    else:
+        embedded = embed_chunks(chunks(), emb, address=None if ray is True else ray,
+                                actors=actors, threads_per_actor=threads_per_actor,
+                                batch_size=batch_size)
+    with Progress("embedded", total, "passages", enabled=progress, start=resumed) as shown:
+        for chunk, vectors in embedded:
+            _stage_chunk(os.path.join(staging, f"chunk-{n_chunk:08d}"), vectors, chunk)
+            n_chunk += 1
+            staged += len(chunk)
+            shown.update(len(chunk))
     t_embed = time.perf_counter() - t0
     if staged == 0:
         shutil.rmtree(staging, ignore_errors=True)

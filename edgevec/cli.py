@@ -87,7 +87,9 @@ def cmd_build(args) -> int:
                    id_field=args.id_field, meta_fields=args.meta_field,
                    max_words=args.max_words, overwrite=args.overwrite,
                    store_f16=args.f16, quiet=args.quiet, lexical_only=args.lexical_only,
-                   progress=progress.wanted(args.quiet))
+                   progress=progress.wanted(args.quiet),
+                   ray=None if args.ray is None else (args.ray or True),
+                   actors=args.actors, threads_per_actor=args.threads_per_actor)
     print(report.summary())
     return 0
 
@@ -214,6 +216,12 @@ def parser() -> argparse.ArgumentParser:
                    help="no model and no vectors: BM25 (lexical) search only")
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--quiet", action="store_true", help="no warnings for skipped files")
+    s.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="embed on a Ray cluster (edgevec[ray]): its address, or none for a "
+                        "local Ray instance; the same file as a local build")
+    s.add_argument("--actors", type=int, help="--ray: embedding actors (default: CPUs / "
+                                              "--threads-per-actor)")
+    s.add_argument("--threads-per-actor", type=int, default=1)
     s.set_defaults(fn=cmd_build)
 
     s = sub.add_parser("search", help="search an index (or several as one) by text")

@@ -1,0 +1,143 @@
+"""Embedding a build's chunks on a Ray cluster (`pip install 'edgevec[ray]'`):
+`edgevec build SOURCES -o FILE --ray [ADDRESS]`, or `edgevec.build.build(..., ray=ADDRESS)`.
+
+The driver reads the sources with the local build's readers and passage splitting and cuts
+the same chunks; a pool of Ray actors, each holding one embedder (the driver's model,
+shipped once through the object store, so every worker embeds with exactly the model the
+file will carry), embeds them; the driver stages each chunk as it comes back, in order, and
+writes the file with the local build's writer. The output is therefore the local build's
+(same chunks into the same model: same ids, texts, metadata and codes, in the same row
+order), and resumable the same way: a rerun skips the chunks already staged. A lost actor
+is restarted by Ray and its chunks retried; when that fails too, the build stops with an
+error and a rerun continues from what was staged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..errors import EdgevecError, InvalidInput, MissingExtra
+
+try:
+    import ray
+    from ray.exceptions import RayActorError, RayError, RayTaskError
+except ImportError:
+    raise MissingExtra("edgevec.integrations.ray (edgevec build --ray)", "ray") from None
+
+__all__ = ["embed_chunks"]
+
+# restarts of a lost actor, and retries of the chunks it held, before the build stops
+MAX_RESTARTS = 2
+
+
+class _Worker:
+    """One embedder per actor, loaded once from the files the driver shipped."""
+
+    def __init__(self, files: dict[str, bytes], identity: dict, threads: int) -> None:
+        from ..embed import Embedder
+        self.embedder = Embedder.from_files(files, threads=threads, source="<shipped model>")
+        if not self.embedder.same_model(identity):
+            raise EdgevecError("the model shipped to a Ray worker arrived damaged")
+
+    def embed(self, texts: list[str], batch_size: int) -> np.ndarray:
+        return self.embedder.encode(texts, batch_size=batch_size)
+
+
+def _connect(address: str | None) -> bool:
+    """Join the cluster at `address` ("auto", "ray://host:port", "host:port"), or start a
+    local Ray instance when None; True when this call started Ray (and so stops it)."""
+    if ray.is_initialized():
+        return False
+    if address not in (None, "auto", "local"):
+        _check_reachable(address)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True, logging_level="ERROR")
+    except (ConnectionError, RuntimeError, ValueError, RayError) as exc:
+        where = "a local Ray instance" if address is None else f"the Ray cluster at {address}"
+        raise EdgevecError(f"could not connect to {where} ({str(exc).splitlines()[0][:200]}); "
+                           "check the address (ray status on the head node shows it), or "
+                           "build without --ray") from None
+    return True
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A TCP connection to a cluster's host:port (or ray://host:port) before Ray is asked:
+    ray.init retries an unreachable address for minutes."""
+    import socket
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidInput(f"--ray address {address!r} is not host:port, ray://host:port or "
+                           "auto")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise EdgevecError(f"could not reach the Ray cluster at {address} ({reason}); check "
+                           "the address (ray status on the head node shows it), or build "
+                           "without --ray") from None
+
+
+def embed_chunks(chunks: Iterable[list], embedder: Any, *, address: str | None = None,
+                 actors: int | None = None, threads_per_actor: int = 1,
+                 batch_size: int = 32) -> Iterator[tuple[list, np.ndarray]]:
+    """(chunk, its vectors) for each chunk of documents, in order, embedded by `actors`
+    Ray actors (default: the cluster's CPUs / threads_per_actor) holding `embedder`'s
+    model. At most two chunks per actor are in flight, so the driver holds a bounded
+    amount of the corpus whatever its size."""
+    if isinstance(threads_per_actor, bool) or not isinstance(threads_per_actor, int) or \
+            threads_per_actor < 1:
+        raise InvalidInput(f"threads_per_actor must be a positive int, got "
+                           f"{threads_per_actor!r}")
+    started = _connect(address)
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        count = actors if actors is not None else max(1, cpus // threads_per_actor)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InvalidInput(f"actors must be a positive int, got {actors!r}")
+        remote = ray.remote(num_cpus=threads_per_actor, max_restarts=MAX_RESTARTS,
+                            max_task_retries=MAX_RESTARTS)(_Worker)
+        files = ray.put(embedder.files())  # kept referenced: a restarted actor reloads it
+        token = uuid.uuid4().hex[:8]
+        pool = [remote.options(name=f"edgevec-embed-{token}-{i}").remote(
+            files, embedder.identity, threads_per_actor) for i in range(count)]
+        window: deque = deque()
+        n = 0
+        for chunk in chunks:
+            window.append((chunk, pool[n % count].embed.remote([d.text for d in chunk],
+                                                               batch_size)))
+            n += 1
+            if len(window) >= 2 * count:
+                yield _result(*window.popleft())
+        while window:
+            yield _result(*window.popleft())
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _result(chunk: list, ref: Any) -> tuple[list, np.ndarray]:
+    try:
+        return chunk, ray.get(ref)
+    except RayTaskError as exc:  # the worker raised: its own error, one line
+        cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+        if isinstance(cause, EdgevecError):
+            raise cause from None
+        raise EdgevecError(f"a Ray worker failed embedding a chunk: "
+                           f"{type(cause).__name__}: {str(cause).splitlines()[0][:200]}; "
+                           "run the same build again to continue from the staged "
+                           "chunks") from None
+    except RayActorError as exc:
+        text = str(exc)
+        if "creation task" in text:  # the actor's constructor raised: say what it said
+            last = [line.strip() for line in text.splitlines() if line.strip()][-1]
+            raise EdgevecError(f"a Ray worker could not start: {last[:300]}") from None
+        raise EdgevecError(f"a Ray worker was lost {MAX_RESTARTS + 1} times on one chunk; "
+                           "run the same build again to continue from the staged "
+                           "chunks") from None
