@@ -30,7 +30,7 @@ from .cpu import hardware
 from .embed import Embedder, ModelError
 from .index import Index, info, open, verify  # noqa: A004 - edgevec.open is public
 from .results import BatchResults, Hit, Record, Results
-from .shards import ShardSet, open_many
+from .shards import ShardSet, merge, open_many
 
 __version__ = "0.1.0"
 
@@ -67,6 +67,7 @@ __all__ = [
     "hardware",
     "info",
     "open",
+    "merge",
     "open_many",
     "verify",
 ]

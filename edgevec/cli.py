@@ -170,6 +170,14 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_merge(args) -> int:
+    from .shards import merge
+    report = merge(args.files, args.output, overwrite=args.overwrite)
+    print(f"merged {len(args.files)} files into {report['path']}: {report['rows']} rows, "
+          f"{report['bytes'] / 1e6:.1f} MB")
+    return 0
+
+
 def cmd_model(args) -> int:
     from .embed import models
     if args.model_cmd == "list":
@@ -239,6 +247,12 @@ def parser() -> argparse.ArgumentParser:
                         "instead of reciprocal-rank fusion")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_search)
+
+    s = sub.add_parser("merge", help="write several index files (shards) into one")
+    s.add_argument("files", nargs="+", metavar="FILE")
+    s.add_argument("-o", "--output", required=True, metavar="FILE")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(fn=cmd_merge)
 
     s = sub.add_parser("add", help="add documents to an index with a model")
     s.add_argument("file")

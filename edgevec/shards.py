@@ -144,3 +144,59 @@ class ShardSet:
     def ids(self, *, filter: dict | None = None) -> list:  # noqa: A002
         """Ids of the live rows (matching `filter`), shard by shard in row order."""
         return [i for s in self._shards if len(s) for i in s.ids(filter=filter)]
+
+
+MERGE_ROWS = 65_536
+
+
+def merge(paths: Iterable[str | os.PathLike], output: str | os.PathLike, *,
+          overwrite: bool = False) -> dict[str, Any]:
+    """Write the live rows of compatible index files (a shard set) into one new file, in
+    the set's order: ids, texts, metadata, the text model and the lexical settings carried
+    over, BM25 postings made again. Vectors are the stored float16 ones when every shard
+    keeps them (then kept in the output too), else the int8 codes decoded and quantised
+    again with the output's calibration (within half an int8 step of the originals).
+    Written to OUTPUT.writing and renamed when complete. Returns the rows and bytes."""
+    from .embed import stored
+    from .lexical import Analyzer
+    output = os.fspath(output)
+    if os.path.exists(output) and not overwrite:
+        raise InvalidInput(f"{output} already exists; pass overwrite=True (--overwrite) to "
+                           "replace it")
+    tmp = output + ".writing"
+    with ShardSet(paths) as many:
+        first = many._shards[0]._s
+        lexical = first.meta.get("lexical")
+        f16 = all(s._s.has_f16 for s in many._shards)
+        model = stored.load(first)
+        options: dict[str, Any] = {"overwrite": True, "user_metadata": first.meta.get("user")}
+        if lexical:
+            options.update(lexical=Analyzer.from_settings(lexical["analyzer"]),
+                           bm25=lexical["bm25"])
+        if not first.dim:
+            options.update(lexical_only=True)
+        elif model is not None:
+            options.update(model=model, store_f16=f16)
+        else:
+            options.update(dim=first.dim, metric=first.meta["metric"], store_f16=f16)
+        try:
+            with Index.create(tmp, **options) as out:
+                if lexical:  # the fusion settings too, as stored
+                    out._w().commit([], segment_rows=None, meta={"lexical": dict(
+                        out._s.meta["lexical"], rrf=lexical["rrf"])})
+                for shard in many._shards:
+                    s = shard._s
+                    live = s.live_rows()
+                    for a in range(0, len(live), MERGE_ROWS):
+                        rows = live[a:a + MERGE_ROWS]
+                        texts = s.texts_of(rows)
+                        out.add(s.vectors(rows) if s.dim else None, ids=s.ids_of(rows),
+                                texts=texts if any(t is not None for t in texts) else None,
+                                metadata=s.metadata_of(rows))
+                total = len(out)
+            os.replace(tmp, output)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    return {"rows": total, "bytes": os.path.getsize(output), "path": output}

@@ -116,6 +116,19 @@ def test_text_shards_embed_queries_with_their_shared_model(tmp_path, minilm):
         for mode in ("hybrid", "dense", "lexical"):
             assert many.search("reading a zip archive", k=1, mode=mode).ids == ("d1",)
         assert many.search("comma separated values", k=1).ids == ("d3",)
+    edgevec.merge(paths, tmp_path / "merged.edgevec")  # the model travels into the merge
+    with edgevec.open(tmp_path / "merged.edgevec") as one:
+        assert one.info()["embedder"] == edgevec.info(paths[0])["embedder"]
+        assert one.search("reading a zip archive", k=1).ids == ("d1",)
+    words = []
+    for j in range(2):  # lexical-only shards merge too
+        path = tmp_path / f"w{j}.edgevec"
+        with edgevec.Index.create(path, lexical_only=True) as idx:
+            idx.add(texts=docs[2 * j:2 * j + 2], ids=[f"d{2 * j}", f"d{2 * j + 1}"])
+        words.append(path)
+    edgevec.merge(words, tmp_path / "words.edgevec")
+    with edgevec.open(tmp_path / "words.edgevec") as one:
+        assert one.info()["lexical_only"] and one.search("zipfile", k=1).ids == ("d1",)
 
 
 def test_cli_searches_several_files_as_one(shards_and_whole, capsys):
@@ -128,3 +141,39 @@ def test_cli_searches_several_files_as_one(shards_and_whole, capsys):
                      "--json"]) == 0
     one = json.loads(capsys.readouterr().out)
     assert many["results"] == one["results"] and len(one["results"]) == 3
+
+
+def test_merge_writes_one_file_that_answers_like_the_set(tmp_path, shards_and_whole):
+    from edgevec import cli
+    paths, whole = shards_and_whole
+    merged = tmp_path / "merged.edgevec"
+    report = edgevec.merge(paths, merged)
+    assert report["rows"] == 130 and not (tmp_path / "merged.edgevec.writing").exists()
+    edgevec.verify(merged)
+    q = batch_vectors(98, 3, 16)
+    with edgevec.open(merged) as one, edgevec.open_many(paths) as many:
+        assert sorted(one.ids()) == sorted(many.ids()) and one.info()["deleted"] == 0
+        a, b = one.get("s3-5"), many.get("s3-5")
+        assert (a.id, a.text, a.metadata) == (b.id, b.text, b.metadata)
+        np.testing.assert_allclose(a.vector, b.vector, atol=1e-3)  # float16 kept
+        assert one.info()["lexical"] == many.info()["lexical"]
+        for i, text in enumerate(["zip csv", "river", "alpha beta"]):
+            for mode in ("lexical", "hybrid", "dense"):
+                query = text if mode == "lexical" else q[i]
+                kwargs = {"text": text} if mode == "hybrid" else {}
+                a = one.search(query, k=6, mode=mode, exact=True, filter={"g": 1}, **kwargs)
+                b = many.search(query, k=6, mode=mode, exact=True, filter={"g": 1}, **kwargs)
+                assert a.ids == b.ids
+                if mode == "dense":  # BM25 scores differ: merging drops the deleted rows
+                    # (from N, df, avgdl); float16 kept: cosines within float rounding
+                    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+    with pytest.raises(edgevec.InvalidInput, match="already exists"):
+        edgevec.merge(paths, merged)
+    assert cli.main(["merge", *map(str, paths), "-o", str(merged), "--overwrite"]) == 0
+    clash = tmp_path / "clash.edgevec"  # an id in two shards
+    with edgevec.Index.create(clash, dim=16, lexical=True, store_f16=True) as idx:
+        idx.add(batch_vectors(5, 1, 16), ids=["s1-0"], texts=["again"])
+    with pytest.raises(edgevec.DuplicateId, match="s1-0"):
+        edgevec.merge([paths[0], clash], tmp_path / "bad.edgevec")
+    assert not (tmp_path / "bad.edgevec").exists()
+    assert not (tmp_path / "bad.edgevec.writing").exists()
