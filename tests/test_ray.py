@@ -105,3 +105,27 @@ def test_bad_addresses_and_failing_workers_are_one_clear_error(tmp_path, corpus,
 def test_importing_without_the_extra_names_it():
     out = import_error_without("edgevec.integrations.ray", "ray")
     assert out.startswith("MissingExtra") and "pip install 'edgevec[ray]'" in out
+
+
+def test_a_stopped_ray_build_resumes_from_its_staged_chunks(tmp_path, corpus, minilm,
+                                                            local_ray, monkeypatch):
+    """The driver stops after one chunk (Ctrl-C): the rerun embeds only the rest, and the
+    file is still the local build's."""
+    import edgevec.integrations.ray as R
+    real = R.embed_chunks
+
+    def one_then_stop(*args, **kwargs):
+        for n, item in enumerate(real(*args, **kwargs)):
+            if n == 1:
+                raise KeyboardInterrupt
+            yield item
+    monkeypatch.setattr(R, "embed_chunks", one_then_stop)
+    out = str(tmp_path / "ray.edgevec")
+    with pytest.raises(KeyboardInterrupt):
+        build([corpus], out, quiet=True, ray=True, actors=2)
+    assert not os.path.exists(out) and os.path.isdir(out + ".staging")
+    monkeypatch.setattr(R, "embed_chunks", real)
+    report = build([corpus], out, quiet=True, ray=True, actors=2)
+    assert report.resumed_from == CHUNK_DOCS
+    build([corpus], str(tmp_path / "local.edgevec"), quiet=True)
+    assert (tmp_path / "ray.edgevec").read_bytes() == (tmp_path / "local.edgevec").read_bytes()
