@@ -83,6 +83,9 @@ def test_metadata_filters_map_to_edgevec_filters(built):
     assert retrieve(MetadataFilter(key="lang", value="en"),
                     condition=FilterCondition.NOT) == ["madrid"]
     assert retrieve(MetadataFilter(key="no_such_key", value=1)) == []
+    with pytest.raises(edgevec.InvalidInput, match="no_such_key"):  # != might match all:
+        retrieve(MetadataFilter(key="no_such_key", value=1,  # edgevec names the field
+                                operator=FilterOperator.NE))
     with pytest.raises(edgevec.InvalidInput, match="no 'text_match' operator"):
         retrieve(MetadataFilter(key="lang", value="e", operator=FilterOperator.TEXT_MATCH))
 

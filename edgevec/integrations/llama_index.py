@@ -325,6 +325,12 @@ def _field_names(where: Any) -> list[str]:
 
 
 def _negated(where: Any) -> bool:
-    """Whether a condition might match rows that lack a field: $not, $ne, $nin, $exists."""
-    text = repr(where)
-    return any(op in text for op in ("'$not'", "'$ne'", "'$nin'", "'$exists'", "'$or'"))
+    """Whether a condition might match rows that lack one of its fields ($not, $ne, $nin,
+    $exists, or an $or whose other branches may match): then a field no row has cannot
+    simply mean "nothing matches"."""
+    if isinstance(where, dict):
+        return any(key in ("$not", "$or", "$ne", "$nin", "$exists") or _negated(value)
+                   for key, value in where.items())
+    if isinstance(where, list):
+        return any(_negated(part) for part in where)
+    return False
