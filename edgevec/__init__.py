@@ -21,6 +21,7 @@ from .errors import (
     ModelMismatch,
     NotAnEdgevecFile,
     ReadOnlyError,
+    ShardTimeout,
     TruncatedFile,
     UnknownId,
     UnsupportedVersion,
@@ -30,6 +31,7 @@ from .cpu import hardware
 from .embed import Embedder, ModelError
 from .index import Index, info, open, verify  # noqa: A004 - edgevec.open is public
 from .results import BatchResults, Hit, Record, Results
+from .sets import write_manifest
 from .shards import ShardSet, merge, open_many
 
 __version__ = "0.1.0"
@@ -59,6 +61,7 @@ __all__ = [
     "Record",
     "Results",
     "ShardSet",
+    "ShardTimeout",
     "TruncatedFile",
     "UnknownId",
     "UnsupportedVersion",
@@ -70,4 +73,5 @@ __all__ = [
     "merge",
     "open_many",
     "verify",
+    "write_manifest",
 ]

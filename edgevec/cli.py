@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from . import progress
-from .errors import EdgevecError
+from .errors import EdgevecError, InvalidInput
 
 
 def _print_json(value: Any) -> None:
@@ -110,8 +110,16 @@ def cmd_search(args) -> int:
 
     from . import open as open_index
     from . import open_many
+    from .sets import MANIFEST_SUFFIX
     t0 = time.perf_counter()
-    with (open_index(args.files[0]) if len(args.files) == 1 else open_many(args.files)) as idx:
+    one = len(args.files) == 1 and not args.files[0].endswith(MANIFEST_SUFFIX)
+    if args.ray is None and (args.timeout is not None or args.partial):
+        raise InvalidInput("--timeout and --partial apply to a shard set served on Ray "
+                           "(--ray)")
+    with (open_index(args.files[0]) if one and args.ray is None else
+          open_many(args.files, on_ray=args.ray, timeout=args.timeout,
+                    partial=args.partial) if args.ray is not None else
+          open_many(args.files)) as idx:
         t1 = time.perf_counter()
         res = idx.search(args.query, k=args.k, filter=_parse_filter(args.filter),
                          min_score=args.min_score, exact=args.exact, mode=args.mode,
@@ -119,6 +127,7 @@ def cmd_search(args) -> int:
         t2 = time.perf_counter()
         if args.json:
             _print_json({"query": args.query, "results": res.to_list(),
+                         "missing": list(res.missing),
                          "open_ms": (t1 - t0) * 1e3, "search_ms": (t2 - t1) * 1e3})
             return 0
         for rank, hit in enumerate(res, 1):
@@ -129,6 +138,8 @@ def cmd_search(args) -> int:
             print(f"{rank:>3}. {hit.score:.3f}  {hit.id}{found}  {text[:100]}")
         print(f"({len(res)} results; open {(t1 - t0) * 1e3:.1f} ms, search "
               f"{(t2 - t1) * 1e3:.1f} ms)")
+        if res.partial:
+            print(f"partial: {', '.join(res.missing)} did not answer in time")
     return 0
 
 
@@ -234,7 +245,8 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("search", help="search an index (or several as one) by text")
     s.add_argument("files", nargs="+", metavar="FILE",
-                   help="an index file, or several searched as one (a shard set)")
+                   help="an index file, or several searched as one (a shard set), or a "
+                        "manifest (*.shards) listing them")
     s.add_argument("query")
     s.add_argument("-k", type=int, default=10)
     s.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"lang": "en"}\'')
@@ -245,6 +257,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--alpha", type=float,
                    help="hybrid: weigh normalised scores, alpha*dense + (1-alpha)*BM25, "
                         "instead of reciprocal-rank fusion")
+    s.add_argument("--ray", nargs="?", const=True, metavar="ADDRESS",
+                   help="serve the shards on a Ray cluster (edgevec[ray]): each file opened "
+                        "by an actor on the cluster; ADDRESS as for build --ray")
+    s.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="with --ray: how long to wait for each shard per round")
+    s.add_argument("--partial", action="store_true",
+                   help="with --ray: leave out shards that do not answer in time (named in "
+                        "the output) instead of failing")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_search)
 

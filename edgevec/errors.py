@@ -168,6 +168,10 @@ class UnknownId(EdgevecError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ShardTimeout(EdgevecError, TimeoutError):
+    """A shard of a set served on Ray did not answer a search in time."""
+
+
 class ModelMismatch(EdgevecError):
     """Vectors or an embedder do not match the model the index was built with."""
 

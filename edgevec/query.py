@@ -65,19 +65,60 @@ def search(snap: Snapshot | Sequence[Snapshot], queries: Any, *,
     from one shard to the next), BM25 statistics summed over all of them; each shard's
     dense list comes from its own funnel (its own int8 calibration and depth m)."""
     snaps = [snap] if isinstance(snap, Snapshot) else list(snap)
-    first = snaps[0]
-    lexical_index = bool(first.meta.get("lexical"))
+    return plan(Local(snaps, filter), queries, texts=texts, mode=mode, k=k,
+                min_score=min_score, m=m, exact=exact, rescore_f16=rescore_f16,
+                threads=threads, single=single, alpha=alpha)
+
+
+class Local:
+    """The retrievers `plan` calls, over snapshots open in this process: the dense lists
+    of each (merged), BM25 over all their segments, and their rows to read hits from."""
+
+    missing: tuple = ()
+
+    def __init__(self, snaps: Sequence[Snapshot], filter: dict | None) -> None:  # noqa: A002
+        self.snaps = list(snaps)
+        self.meta, self.dim, self.path = snaps[0].meta, snaps[0].dim, snaps[0].path
+        self.offsets = np.cumsum([0] + [s.rows for s in self.snaps])[:-1].tolist()
+        self.segments = [segments(s, filter) for s in self.snaps]
+        self.rows = self.snaps[0] if len(self.snaps) == 1 else Rows(self.snaps, self.offsets)
+
+    def dense(self, q: np.ndarray, k: int, depth: int, m: int | None, exact: bool,
+              rescore_f16: bool, threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+        lists = [_dense(s, segs, q, k, depth, m, exact, rescore_f16, threads, off)
+                 for s, segs, off in zip(self.snaps, self.segments, self.offsets)]
+        return lists[0] if len(lists) == 1 else _merge(lists, depth)
+
+    def lexical(self, texts: list[str], depth: int, threads: int | None
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+        return _lexical(self.meta["lexical"], [
+            (s.postings(g), off + seg.row_start, seg.allow)
+            for s, segs, off in zip(self.snaps, self.segments, self.offsets)
+            for g, seg in enumerate(segs)], texts, depth, threads)
+
+
+def plan(source: Any, queries: Any, *, texts: list[str] | None, mode: str | None, k: int,
+         min_score: float | None, m: int | None, exact: bool, rescore_f16: bool,
+         threads: int | None, single: bool | None, alpha: float | None
+         ) -> Results | BatchResults:
+    """`search` over any `source` with `Local`'s attributes (meta, dim, path, dense,
+    lexical, rows, missing): the mode chosen and checked, the dense and lexical lists
+    fetched, fused, cut by `min_score` and read into results. A source served elsewhere
+    (edgevec.integrations.ray) plugs in here and answers exactly like a local one."""
+    meta = source.meta
+    lexical_index = bool(meta.get("lexical"))
     if mode is None:
         mode = "hybrid" if texts is not None and lexical_index and queries is not None else (
             "lexical" if queries is None else "dense")
     mode = check_choice(mode, MODES, "mode")
-    if mode != "lexical" and not first.dim:
-        raise InvalidInput(f"{first.path} is a lexical-only index (no vectors): search it "
+    if mode != "lexical" and not source.dim:
+        raise InvalidInput(f"{source.path} is a lexical-only index (no vectors): search it "
                            f"with text and mode='lexical', not mode={mode!r}")
     if mode != "dense" and (texts is None or not lexical_index):
         raise InvalidInput(f"mode={mode!r} needs a text query and an index with lexical "
-                           f"postings; {first.path} has {'them' if lexical_index else 'none'} "
-                           "(create it with lexical=True)")
+                           f"postings; {source.path} has "
+                           f"{'them' if lexical_index else 'none'} (create it with "
+                           "lexical=True)")
     if alpha is not None and mode != "hybrid":
         raise InvalidInput(f"alpha weighs the two lists of mode='hybrid'; this search is "
                            f"mode={mode!r}")
@@ -89,30 +130,23 @@ def search(snap: Snapshot | Sequence[Snapshot], queries: Any, *,
     rescore_f16 = check_flag(rescore_f16, "rescore_f16")
     if min_score is not None:
         min_score = check_number(min_score, "min_score")
-    offsets = np.cumsum([0] + [s.rows for s in snaps])[:-1].tolist()
-    per_shard = [segments(s, filter) for s in snaps]
     nq = len(texts) if mode == "lexical" else None
     ranks = None
     if mode != "lexical":
-        q = check_vectors(queries, first.dim, "queries")
-        if first.meta["metric"] == "cosine":
+        q = check_vectors(queries, source.dim, "queries")
+        if meta["metric"] == "cosine":
             q = normalise(q)
         nq = len(q)
-        depth = k if mode == "dense" else max(k, first.meta["lexical"]["rrf"]["depth"])
-        lists = [_dense(s, segs, q, k, depth, m, exact, rescore_f16, threads, off)
-                 for s, segs, off in zip(snaps, per_shard, offsets)]
-        scores, rows = lists[0] if len(lists) == 1 else _merge(lists, depth)
+        depth = k if mode == "dense" else max(k, meta["lexical"]["rrf"]["depth"])
+        scores, rows = source.dense(q, k, depth, m, exact, rescore_f16, threads)
     if mode != "dense":
-        lexical = _lexical(first.meta["lexical"], [
-            (s.postings(g), off + seg.row_start, seg.allow)
-            for s, segs, off in zip(snaps, per_shard, offsets) for g, seg in enumerate(segs)],
-            texts, k if mode == "lexical" else depth, threads)
+        lexical = source.lexical(texts, k if mode == "lexical" else depth, threads)
         if mode == "lexical":
             scores, rows = _pad(lexical, k)
         else:
             if alpha is None:
-                fused = [rrf([rows[i], lexical[i][1]], k,
-                             rrf_k=first.meta["lexical"]["rrf"]["k"], depth=depth)
+                fused = [rrf([rows[i], lexical[i][1]], k, rrf_k=meta["lexical"]["rrf"]["k"],
+                             depth=depth)
                          for i in range(nq)]
             else:
                 live = [rows[i] >= 0 for i in range(nq)]
@@ -128,8 +162,7 @@ def search(snap: Snapshot | Sequence[Snapshot], queries: Any, *,
         counts = (rows >= 0).sum(axis=1)
     if min_score is not None:  # scores are sorted: the kept ones are a prefix
         counts = np.minimum(counts, (np.nan_to_num(scores, nan=-np.inf) >= min_score).sum(axis=1))
-    found = materialise(first if len(snaps) == 1 else Rows(snaps, offsets), scores, rows,
-                        counts, ranks)
+    found = materialise(source.rows, scores, rows, counts, ranks, source.missing)
     return found[0] if single else found
 
 
@@ -198,23 +231,36 @@ class Rows:
 
 
 def _lexical(settings: dict, parts: list, texts: list[str], depth: int,
-             threads: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+             threads: int | None, totals: list | None = None
+             ) -> list[tuple[np.ndarray, np.ndarray]]:
     """BM25 top-`depth` (scores, global rows) of each query text over `parts`: (postings
     or None, first global row, row mask) per segment (deleted and filtered rows never
-    come back). A batch is spread over the threads query by query, a single query
-    segment by segment."""
+    come back). `totals[i]`: query i's statistics summed over more indexes than these
+    (bm25.statistics), when they are a part of a served shard set. A batch is spread over
+    the threads query by query, a single query segment by segment."""
     analyzer = Analyzer.from_settings(settings["analyzer"])
     params = BM25(k1=settings["bm25"]["k1"], b=settings["bm25"]["b"])
     parts = [part for part in parts if part[0] is not None]
     workers = bm25.workers_for(threads)
+    totals = totals if totals is not None else [None] * len(texts)
 
-    def one(text: str, threads: int) -> tuple[np.ndarray, np.ndarray]:
-        return bm25.search([p for p, _, _ in parts], analyzer.terms(text), depth,
+    def one(i: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+        return bm25.search([p for p, _, _ in parts], analyzer.terms(texts[i]), depth,
                            params=params, row_starts=[start for _, start, _ in parts],
-                           allow=[allow for _, _, allow in parts], threads=threads)
+                           allow=[allow for _, _, allow in parts], threads=threads,
+                           totals=totals[i])
     if len(texts) == 1:
-        return [one(texts[0], workers)]
-    return bm25.in_threads(lambda text: one(text, 1), list(texts), workers)
+        return [one(0, workers)]
+    return bm25.in_threads(lambda i: one(i, 1), list(range(len(texts))), workers)
+
+
+def lexical_statistics(snap: Snapshot, texts: list[str]) -> list[tuple[int, int, dict]]:
+    """Each query text's BM25 statistics over `snap` (bm25.statistics), to be summed with
+    those of the other indexes of a shard set before any of them scores."""
+    analyzer = Analyzer.from_settings(snap.meta["lexical"]["analyzer"])
+    postings = [p for p in (snap.postings(g) for g in range(len(snap.segments)))
+                if p is not None]
+    return [bm25.statistics(postings, analyzer.terms(t)) for t in texts]
 
 
 def _pad(found: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -229,8 +275,10 @@ def _pad(found: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray
 
 
 def materialise(snap: Snapshot, scores: np.ndarray, rows: np.ndarray,
-                counts: np.ndarray, ranks: np.ndarray | None = None) -> BatchResults:
-    """Ids, texts and metadata of the first counts[i] rows of each query, read once."""
+                counts: np.ndarray, ranks: np.ndarray | None = None,
+                missing: tuple = ()) -> BatchResults:
+    """Ids, texts and metadata of the first counts[i] rows of each query, read once.
+    `missing`: the shards that did not answer (a partial result)."""
     kept = np.arange(rows.shape[1]) < counts[:, None]
     flat = rows[kept]
     ids, texts, metas = snap.ids_of(flat), snap.texts_of(flat), snap.metadata_of(flat)
@@ -248,4 +296,4 @@ def materialise(snap: Snapshot, scores: np.ndarray, rows: np.ndarray,
     return BatchResults(tuple(tuple(ids[a:b]) for a, b in zip(starts, ends)), scores,
                         tuple(tuple(texts[a:b]) for a, b in zip(starts, ends)),
                         tuple(tuple(metas[a:b]) for a, b in zip(starts, ends)), rows, counts,
-                        ranks)
+                        ranks, tuple(missing))

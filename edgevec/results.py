@@ -47,6 +47,8 @@ class Results:
 
     `ranks` (hybrid search only): int32 [len, 2], each hit's 1-based rank in the dense and
     in the lexical list (0 = not in that list), to see which retriever found it.
+    `missing`: the shards of a served shard set that did not answer in time when the
+    search allowed a partial result (then `partial` is True); empty otherwise.
     Equal when they hold the same hits in the same order (arrays compared by value);
     unhashable, like the dicts of metadata they hold."""
 
@@ -56,6 +58,11 @@ class Results:
     metadata: tuple
     rows: np.ndarray
     ranks: np.ndarray | None = None
+    missing: tuple = ()
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing)
 
     def __eq__(self, other: object) -> bool:
         # the generated __eq__ compared arrays with ==, whose truth value raises
@@ -65,7 +72,7 @@ class Results:
                 and self.metadata == other.metadata
                 and np.array_equal(self.scores, other.scores)
                 and np.array_equal(self.rows, other.rows)
-                and _same_ranks(self.ranks, other.ranks))
+                and _same_ranks(self.ranks, other.ranks) and self.missing == other.missing)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -106,6 +113,11 @@ class BatchResults:
     rows: np.ndarray
     counts: np.ndarray
     ranks: np.ndarray | None = None  # int32 [nq, k, 2] in hybrid search, see Results
+    missing: tuple = ()  # shards that did not answer, see Results
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BatchResults):
@@ -115,7 +127,7 @@ class BatchResults:
                 and np.array_equal(self.counts, other.counts)
                 and np.array_equal(self.rows, other.rows)
                 and np.array_equal(self.scores, other.scores, equal_nan=True)
-                and _same_ranks(self.ranks, other.ranks))
+                and _same_ranks(self.ranks, other.ranks) and self.missing == other.missing)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -126,7 +138,8 @@ class BatchResults:
         i = range(len(self))[i]  # negative indexes; IndexError past the end
         n = int(self.counts[i])
         return Results(self.ids[i], self.scores[i, :n], self.texts[i], self.metadata[i],
-                       self.rows[i, :n], None if self.ranks is None else self.ranks[i, :n])
+                       self.rows[i, :n], None if self.ranks is None else self.ranks[i, :n],
+                       self.missing)
 
     def __iter__(self) -> Iterator[Results]:
         return (self[i] for i in range(len(self)))

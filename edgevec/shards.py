@@ -10,6 +10,9 @@ scores are those each file gives on its own.
 
 Ids should be unique across the set (a build that writes shards gives them distinct ids);
 `get` returns the first shard's row when they are not.
+
+Wherever a set is opened (open_many, merge, the CLI), a manifest (*.shards, see
+edgevec.sets) stands for the files it lists.
 """
 
 from __future__ import annotations
@@ -24,18 +27,28 @@ from .errors import InvalidInput, UnknownId
 from .index import Index, query_inputs
 from .query import search as run_query
 from .results import BatchResults, Record, Results
+from .sets import check_compatible, set_info, shard_paths
 from .validate import check_k
 
-# what must agree between shards, and how it is named in an error
-_SAME = (("dim", lambda i: i["dim"]), ("metric", lambda i: i["metric"]),
-         ("text model", lambda i: (i["embedder"] or {}).get("sha256")),
-         ("lexical settings", lambda i: i["lexical"] and {
-             key: i["lexical"][key] for key in ("fingerprint", "bm25", "rrf")}))
 
-
-def open_many(paths: Iterable[str | os.PathLike]) -> "ShardSet":
-    """Open index files as one read-only index; see `ShardSet`."""
-    return ShardSet(paths)
+def open_many(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
+              on_ray: bool | str = False, timeout: float | None = None,
+              partial: bool = False) -> Any:
+    """Open index files (or manifests listing them) as one read-only index: a `ShardSet`
+    here, or with `on_ray` (True: the Ray instance this process is connected to, or a
+    local one; a string: a cluster's address) a set whose shards are each served by a
+    Ray actor on the cluster (edgevec[ray]; see edgevec.integrations.ray_shards): a
+    search scatters to them and gathers, waiting `timeout` seconds per round for each shard; a shard that does not
+    answer in time is an error (`ShardTimeout`), or with `partial=True` leaves it out and
+    flags the results (`results.partial`, `results.missing`)."""
+    if on_ray is not False and on_ray is not None:
+        from .integrations.ray_shards import ServedShards
+        return ServedShards(shard_paths(paths), address=None if on_ray is True else on_ray,
+                            timeout=timeout, partial=partial)
+    if timeout is not None or partial:
+        raise InvalidInput("timeout and partial apply to a set served on Ray (on_ray=...); "
+                           "a local shard set reads its files directly")
+    return ShardSet(shard_paths(paths))
 
 
 class ShardSet:
@@ -50,24 +63,10 @@ class ShardSet:
         try:
             for p in paths:
                 self._shards.append(Index.open(p))
-            self._check()
+            check_compatible(self.paths, [s.info() for s in self._shards])
         except BaseException:
             self.close()
             raise
-
-    def _check(self) -> None:
-        infos = [s.info() for s in self._shards]
-        for what, value in _SAME:
-            for shard, info in zip(self._shards[1:], infos[1:]):
-                if value(info) != value(infos[0]):
-                    raise InvalidInput(
-                        f"{shard._path} does not match {self._shards[0]._path}: its {what} "
-                        f"differs ({value(info)!r:.80} vs {value(infos[0])!r:.80}); a shard "
-                        "set searches files built alike")
-        types = {i["id_type"] for i in infos} - {None}
-        if len(types) > 1:
-            raise InvalidInput(f"the shards mix {' and '.join(sorted(types))} ids; a shard "
-                               "set needs one id type")
 
     # --- the set -------------------------------------------------------------------------
 
@@ -97,15 +96,7 @@ class ShardSet:
 
     def info(self) -> dict[str, Any]:
         """The first shard's settings, the set's totals and each shard's own info."""
-        shards = [s.info() for s in self._shards]
-        first = shards[0]
-        return {"shards": shards, "rows": sum(i["rows"] for i in shards),
-                "stored_rows": sum(i["stored_rows"] for i in shards),
-                "deleted": sum(i["deleted"] for i in shards),
-                "file_bytes": sum(i["file_bytes"] for i in shards),
-                **{key: first[key] for key in ("dim", "metric", "embedder", "lexical",
-                                               "lexical_only")},
-                "id_type": next((i["id_type"] for i in shards if i["id_type"]), None)}
+        return set_info([s.info() for s in self._shards])
 
     # --- reading -------------------------------------------------------------------------
 
@@ -164,7 +155,7 @@ def merge(paths: Iterable[str | os.PathLike], output: str | os.PathLike, *,
         raise InvalidInput(f"{output} already exists; pass overwrite=True (--overwrite) to "
                            "replace it")
     tmp = output + ".writing"
-    with ShardSet(paths) as many:
+    with ShardSet(shard_paths(paths)) as many:
         first = many._shards[0]._s
         lexical = first.meta.get("lexical")
         f16 = all(s._s.has_f16 for s in many._shards)

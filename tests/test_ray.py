@@ -129,3 +129,100 @@ def test_a_stopped_ray_build_resumes_from_its_staged_chunks(tmp_path, corpus, mi
     assert report.resumed_from == CHUNK_DOCS
     build([corpus], str(tmp_path / "local.edgevec"), quiet=True)
     assert (tmp_path / "ray.edgevec").read_bytes() == (tmp_path / "local.edgevec").read_bytes()
+
+
+def _every_search(many, q, texts):
+    """The same searches in every mode, with and without filters, single and batched."""
+    out = []
+    for options in ({"mode": "lexical"}, {"mode": "hybrid"}, {"mode": "hybrid", "alpha": 0.4},
+                    {"mode": "dense"}, {"mode": "dense", "exact": True},
+                    {"mode": "hybrid", "exact": True}):
+        for flt in (None, {"g": 1}, {"g": {"$in": [0, 2]}}):
+            for i in range(len(q)):
+                query = texts[i] if options["mode"] == "lexical" else q[i]
+                text = texts[i] if options["mode"] == "hybrid" else None
+                out.append(many.search(query, k=8, filter=flt, text=text, **options))
+    out.append(many.search(q, k=4, text=texts, mode="hybrid"))
+    out.append(many.search(texts, k=5, mode="lexical", min_score=1.0))
+    return out
+
+
+def test_a_shard_set_served_on_ray_answers_like_the_local_set(shards_and_whole, local_ray):
+    from edgevec.integrations.ray_shards import ServedShards
+    from helpers import batch_vectors
+    paths, _ = shards_and_whole
+    q = batch_vectors(99, 4, 16)
+    texts = ["zip csv", "river stone light", "alpha", "nothing here"]
+    with edgevec.open_many(paths, on_ray=True) as served, edgevec.open_many(paths) as local:
+        assert isinstance(served, ServedShards) and len(served) == len(local) == 130
+        got, want = _every_search(served, q, texts), _every_search(local, q, texts)
+        assert got == want  # ids, texts, metadata, score bits, global rows, ranks
+        assert not any(r.partial for r in got)
+        assert served.get("s3-0") == local.get("s3-0") and "s2-3" not in served
+        assert served.contains(["s1-0", "s2-3", "x"]).tolist() == [True, False, False]
+        assert served.ids(filter={"g": 1}) == local.ids(filter={"g": 1})
+        info = served.info()
+        assert info["served_on"] == "ray" and info["rows"] == 130 and info["deleted"] == 2
+        with pytest.raises(edgevec.UnknownId, match="none of the 3 shards"):
+            served.get("s2-3")
+        with pytest.raises(edgevec.InvalidInput, match="unknown filter operator|\\$near"):
+            served.search(q[0], filter={"g": {"$near": 1}})  # the shard's own error
+        with pytest.raises(edgevec.DimensionMismatch):
+            served.search(q[0][:8])
+
+
+def test_a_late_shard_is_an_error_or_a_flagged_partial_result(shards_and_whole, local_ray):
+    import time
+
+    import numpy as np
+    paths, _ = shards_and_whole
+    q = np.ones(16, dtype=np.float32)
+    with edgevec.open_many(paths, on_ray=True) as served, \
+            edgevec.open_many([paths[0], paths[2]]) as others:
+        served.search(q, text="zip csv", mode="hybrid")  # warm: no first-call costs
+        # shard 1's actor is busy for ten minutes: its answers come too late
+        served._actors[1].__ray_call__.remote(lambda self: time.sleep(600))
+        served.timeout = 5.0
+        with pytest.raises(edgevec.ShardTimeout, match="shard-1.edgevec did not answer "
+                                                       "within 5.0 s"):
+            served.search("zip csv", mode="lexical")
+        served.partial = True
+        for got, want in ((served.search("zip csv", k=10, mode="lexical"),
+                           others.search("zip csv", k=10, mode="lexical")),
+                          (served.search(q, k=10, exact=True),
+                           others.search(q, k=10, exact=True))):
+            # flagged, naming the late shard; BM25 statistics are the answering shards'
+            assert got.partial and got.missing == (str(paths[1]),)
+            assert got.ids == want.ids and got.scores.tolist() == want.scores.tolist()
+        with pytest.raises(edgevec.ShardTimeout, match="shard-1.edgevec"):
+            served.ids()  # no partial answer to a lookup
+
+
+def test_served_shards_embed_text_and_refuse_bad_sets(tmp_path, shards_and_whole,
+                                                      text_shards, local_ray):
+    texts = text_shards
+    with edgevec.open_many(texts, on_ray=True) as served, edgevec.open_many(texts) as local:
+        for mode in ("hybrid", "dense", "lexical"):  # the query embedded with the shards' model
+            assert served.search("reading a zip archive", k=3, mode=mode) == \
+                local.search("reading a zip archive", k=3, mode=mode)
+    paths, _ = shards_and_whole
+    with pytest.raises(edgevec.IndexNotFound, match="missing.edgevec"):
+        edgevec.open_many([paths[0], tmp_path / "missing.edgevec"], on_ray=True)
+    with pytest.raises(edgevec.InvalidInput, match="its dim differs"):
+        edgevec.open_many([paths[0], texts[0]], on_ray=True)
+    with pytest.raises(edgevec.InvalidInput, match="served on Ray"):
+        edgevec.open_many(paths, timeout=3)
+    with pytest.raises(edgevec.InvalidInput, match="timeout"):
+        edgevec.open_many(paths, on_ray=True, timeout=-1)
+
+
+def test_cli_searches_a_set_served_on_ray(tmp_path, shards_and_whole, local_ray, capsys):
+    from edgevec import cli
+    paths, whole = shards_and_whole
+    manifest = edgevec.write_manifest(tmp_path / "set.shards", paths)
+    assert cli.main(["search", manifest, "river stone", "--ray", "--mode", "lexical",
+                     "--timeout", "60", "--json"]) == 0
+    served = json.loads(capsys.readouterr().out)
+    assert cli.main(["search", str(whole), "river stone", "--mode", "lexical", "--json"]) == 0
+    assert served["results"] == json.loads(capsys.readouterr().out)["results"]
+    assert served["missing"] == []

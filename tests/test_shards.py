@@ -12,39 +12,6 @@ import pytest
 import edgevec
 from helpers import batch_vectors
 
-WORDS = ["alpha", "beta", "gamma", "delta", "zip", "csv", "bread", "river", "stone", "light"]
-
-
-def _batch(seed: int, n: int):
-    rng = np.random.default_rng(seed)
-    texts = [" ".join(rng.choice(WORDS, size=rng.integers(2, 9))) for _ in range(n)]
-    meta = [{"g": int(rng.integers(0, 3)), "seed": seed} for _ in range(n)]
-    return batch_vectors(seed, n, 16), [f"s{seed}-{i}" for i in range(n)], texts, meta
-
-
-@pytest.fixture()
-def shards_and_whole(tmp_path):
-    """Three shard files and one file with the same batches in the same order (float16
-    kept, so exact scores do not depend on each file's int8 calibration)."""
-    batches = [_batch(seed, n) for seed, n in ((1, 40), (2, 25), (3, 60), (4, 7))]
-    plan = [[0], [1, 2], [3]]  # which batches each shard holds
-    whole = tmp_path / "whole.edgevec"
-    paths = []
-    with edgevec.Index.create(whole, dim=16, lexical=True, store_f16=True) as one:
-        for j, part in enumerate(plan):
-            path = tmp_path / f"shard-{j}.edgevec"
-            with edgevec.Index.create(path, dim=16, lexical=True, store_f16=True) as shard:
-                for b in part:
-                    x, ids, texts, meta = batches[b]
-                    shard.add(x, ids=ids, texts=texts, metadata=meta)
-                    one.add(x, ids=ids, texts=texts, metadata=meta)
-                if j == 1:
-                    shard.delete(["s2-3", "s3-10"])
-            paths.append(path)
-        one.delete(["s2-3", "s3-10"])
-    return paths, whole
-
-
 def test_a_shard_set_answers_like_one_file(shards_and_whole):
     paths, whole = shards_and_whole
     q = batch_vectors(99, 5, 16)
@@ -103,15 +70,9 @@ def test_shards_built_differently_are_refused(tmp_path, shards_and_whole):
         edgevec.open_many([paths[0], tmp_path / "missing.edgevec"])
 
 
-def test_text_shards_embed_queries_with_their_shared_model(tmp_path, minilm):
-    docs = ["Paris is the capital of France.", "The zipfile module reads ZIP archives.",
-            "Baking bread needs flour.", "The csv module reads comma separated values."]
-    paths = []
-    for j in range(2):
-        path = tmp_path / f"t{j}.edgevec"
-        with edgevec.Index.create(path, model="minilm-l6") as idx:
-            idx.add(texts=docs[2 * j:2 * j + 2], ids=[f"d{2 * j}", f"d{2 * j + 1}"])
-        paths.append(path)
+def test_text_shards_embed_queries_with_their_shared_model(tmp_path, text_shards):
+    from conftest import SHARD_DOCS as docs
+    paths = text_shards
     with edgevec.open_many(paths) as many:
         for mode in ("hybrid", "dense", "lexical"):
             assert many.search("reading a zip archive", k=1, mode=mode).ids == ("d1",)
@@ -177,3 +138,30 @@ def test_merge_writes_one_file_that_answers_like_the_set(tmp_path, shards_and_wh
         edgevec.merge([paths[0], clash], tmp_path / "bad.edgevec")
     assert not (tmp_path / "bad.edgevec").exists()
     assert not (tmp_path / "bad.edgevec.writing").exists()
+
+
+def test_a_manifest_stands_for_its_files(tmp_path, shards_and_whole, capsys):
+    from edgevec import cli
+    paths, whole = shards_and_whole
+    manifest = edgevec.write_manifest(tmp_path / "set.shards", paths)
+    assert open(manifest).read().splitlines() == [p.name for p in paths]  # relative
+    with edgevec.open_many(manifest) as a, edgevec.open_many(paths) as b:
+        assert a.paths == b.paths and a.search("zip csv", mode="lexical") == \
+            b.search("zip csv", mode="lexical")
+    assert cli.main(["search", manifest, "zip", "--mode", "lexical", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["results"]) == 10 and out["missing"] == []
+    report = edgevec.merge([manifest], tmp_path / "m.edgevec")
+    assert report["rows"] == 130
+    (tmp_path / "empty.shards").write_text("# nothing yet\n\n")
+    with pytest.raises(edgevec.InvalidInput, match="names no index files"):
+        edgevec.open_many(tmp_path / "empty.shards")
+    with pytest.raises(edgevec.InvalidInput, match="cannot read the shard manifest"):
+        edgevec.open_many(tmp_path / "absent.shards")
+    with pytest.raises(edgevec.InvalidInput, match="ends with .shards"):
+        edgevec.write_manifest(tmp_path / "set.txt", paths)
+    (tmp_path / "bad.shards").write_text("shard-0.edgevec\nno-such.edgevec\n")
+    with pytest.raises(edgevec.IndexNotFound, match="no-such.edgevec"):
+        edgevec.open_many(tmp_path / "bad.shards")
+    assert cli.main(["search", manifest, "zip", "--timeout", "3"]) == 1
+    assert "apply to a shard set served on Ray" in capsys.readouterr().err

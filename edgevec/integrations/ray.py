@@ -27,9 +27,10 @@ try:
     import ray
     from ray.exceptions import RayActorError, RayError, RayTaskError
 except ImportError:
-    raise MissingExtra("edgevec.integrations.ray (edgevec build --ray)", "ray") from None
+    raise MissingExtra("edgevec.integrations.ray (edgevec build --ray, open_many(on_ray=))",
+                       "ray") from None
 
-__all__ = ["embed_chunks"]
+__all__ = ["connect", "embed_chunks", "failure"]
 
 # restarts of a lost actor, and retries of the chunks it held, before the build stops
 MAX_RESTARTS = 2
@@ -48,13 +49,14 @@ class _Worker:
         return self.embedder.encode(texts, batch_size=batch_size)
 
 
-def _connect(address: str | None) -> bool:
+def connect(address: str | None, instead: str = "build without --ray") -> bool:
     """Join the cluster at `address` ("auto", "ray://host:port", "host:port"), or start a
-    local Ray instance when None; True when this call started Ray (and so stops it)."""
+    local Ray instance when None; True when this call started Ray (and so stops it).
+    `instead`: what to do without Ray, for the error messages."""
     if ray.is_initialized():
         return False
     if address not in (None, "auto", "local"):
-        _check_reachable(address)
+        _check_reachable(address, instead)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  ignore_reinit_error=True, logging_level="ERROR")
@@ -62,11 +64,11 @@ def _connect(address: str | None) -> bool:
         where = "a local Ray instance" if address is None else f"the Ray cluster at {address}"
         raise EdgevecError(f"could not connect to {where} ({str(exc).splitlines()[0][:200]}); "
                            "check the address (ray status on the head node shows it), or "
-                           "build without --ray") from None
+                           f"{instead}") from None
     return True
 
 
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
+def _check_reachable(address: str, instead: str, timeout: float = 5.0) -> None:
     """A TCP connection to a cluster's host:port (or ray://host:port) before Ray is asked:
     ray.init retries an unreachable address for minutes."""
     import socket
@@ -80,8 +82,8 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise EdgevecError(f"could not reach the Ray cluster at {address} ({reason}); check "
-                           "the address (ray status on the head node shows it), or build "
-                           "without --ray") from None
+                           f"the address (ray status on the head node shows it), or "
+                           f"{instead}") from None
 
 
 def embed_chunks(chunks: Iterable[list], embedder: Any, *, address: str | None = None,
@@ -95,7 +97,7 @@ def embed_chunks(chunks: Iterable[list], embedder: Any, *, address: str | None =
             threads_per_actor < 1:
         raise InvalidInput(f"threads_per_actor must be a positive int, got "
                            f"{threads_per_actor!r}")
-    started = _connect(address)
+    started = connect(address)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         count = actors if actors is not None else max(1, cpus // threads_per_actor)
@@ -125,19 +127,24 @@ def embed_chunks(chunks: Iterable[list], embedder: Any, *, address: str | None =
 def _result(chunk: list, ref: Any) -> tuple[list, np.ndarray]:
     try:
         return chunk, ray.get(ref)
-    except RayTaskError as exc:  # the worker raised: its own error, one line
+    except RayError as exc:
+        raise failure(exc, "a Ray worker", "embedding a chunk", "run the same build again "
+                      "to continue from the staged chunks") from None
+
+
+def failure(exc: Exception, who: str, doing: str, fix: str) -> EdgevecError:
+    """The EdgevecError for a Ray call that failed: the remote side's own EdgevecError as
+    it was raised, anything else in one line naming `who` failed `doing` and the `fix`."""
+    if isinstance(exc, RayTaskError):  # the remote code raised
         cause = exc.cause if getattr(exc, "cause", None) is not None else exc
         if isinstance(cause, EdgevecError):
-            raise cause from None
-        raise EdgevecError(f"a Ray worker failed embedding a chunk: "
-                           f"{type(cause).__name__}: {str(cause).splitlines()[0][:200]}; "
-                           "run the same build again to continue from the staged "
-                           "chunks") from None
-    except RayActorError as exc:
-        text = str(exc)
-        if "creation task" in text:  # the actor's constructor raised: say what it said
-            last = [line.strip() for line in text.splitlines() if line.strip()][-1]
-            raise EdgevecError(f"a Ray worker could not start: {last[:300]}") from None
-        raise EdgevecError(f"a Ray worker was lost {MAX_RESTARTS + 1} times on one chunk; "
-                           "run the same build again to continue from the staged "
-                           "chunks") from None
+            return cause
+        return EdgevecError(f"{who} failed {doing}: {type(cause).__name__}: "
+                            f"{str(cause).splitlines()[0][:200]}; {fix}")
+    text = str(exc)
+    if isinstance(exc, RayActorError) and "creation task" in text:
+        last = [line.strip() for line in text.splitlines() if line.strip()][-1]
+        return EdgevecError(f"{who} could not start: {last[:300]}")
+    if isinstance(exc, RayActorError):
+        return EdgevecError(f"{who} was lost {MAX_RESTARTS + 1} times while {doing}; {fix}")
+    return EdgevecError(f"{who} failed {doing} ({text.splitlines()[0][:200]}); {fix}")

@@ -46,27 +46,20 @@ def idf(n: int, df: np.ndarray) -> np.ndarray:
     return np.log1p((n - df + 0.5) / (df + 0.5))
 
 
-def search(segments: Sequence[Postings], query_terms: Sequence[str], k: int, *,
-           params: BM25 = BM25(), row_starts: Sequence[int] | None = None,
-           allow: Sequence[np.ndarray | None] | None = None, threads: int | None = None
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """The k best rows for analyzed `query_terms` -> (scores float32[k'], global rows
-    int64[k']), score descending, ties by lower row; rows with no query term never come
-    back. `allow[i]`: a bool mask over segment i's rows (None = all). `threads`: segments
-    are scored in up to this many threads (default: the CPUs this process may use) when
-    there are several and enough postings to decode; each segment's result is the same
-    either way."""
-    k = check_k(k)
-    workers = workers_for(threads)
-    if row_starts is None:
-        row_starts = np.cumsum([0] + [int(p.totals[0]) for p in segments])[:-1]
-    counts = Counter(query_terms)
-    terms = sorted(counts, key=lambda t: t.encode("utf-8"))  # a fixed summation order
+def statistics(segments: Sequence[Postings], query_terms: Sequence[str]
+               ) -> tuple[int, int, dict[str, int]]:
+    """(N, total length, {term: df}) of `segments` for the distinct `query_terms`: what
+    several indexes searched as one sum before any of them scores (a served shard set)."""
+    terms = sorted(set(query_terms))
+    n, total_len, df = _statistics(segments, terms, [[p.find(t) for t in terms]
+                                                    for p in segments])
+    return n, total_len, {t: int(d) for t, d in zip(terms, df)}
+
+
+def _statistics(segments: Sequence[Postings], terms: list[str], found: list
+                ) -> tuple[int, int, np.ndarray]:
     n = sum(int(p.totals[0]) for p in segments)
     total_len = sum(int(p.totals[1]) for p in segments)
-    if not terms or n == 0:
-        return np.zeros(0, np.float32), np.zeros(0, np.int64)
-    found = [[p.find(t) for t in terms] for p in segments]
     df = np.zeros(len(terms), dtype=np.int64)  # summed over the segments that hold a term
     for p, f in zip(segments, found):
         for j, i in enumerate(f):
@@ -76,6 +69,34 @@ def search(segments: Sequence[Postings], query_terms: Sequence[str], k: int, *,
                                       f"count is {int(p.df[i])} in a segment of "
                                       f"{int(p.totals[0])} rows")
                 df[j] += int(p.df[i])
+    return n, total_len, df
+
+
+def search(segments: Sequence[Postings], query_terms: Sequence[str], k: int, *,
+           params: BM25 = BM25(), row_starts: Sequence[int] | None = None,
+           allow: Sequence[np.ndarray | None] | None = None, threads: int | None = None,
+           totals: tuple[int, int, dict[str, int]] | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The k best rows for analyzed `query_terms` -> (scores float32[k'], global rows
+    int64[k']), score descending, ties by lower row; rows with no query term never come
+    back. `allow[i]`: a bool mask over segment i's rows (None = all). `threads`: segments
+    are scored in up to this many threads (default: the CPUs this process may use) when
+    there are several and enough postings to decode; each segment's result is the same
+    either way. `totals`: the statistics to score with, `statistics()` summed over more
+    indexes than these segments (default: these segments' own)."""
+    k = check_k(k)
+    workers = workers_for(threads)
+    if row_starts is None:
+        row_starts = np.cumsum([0] + [int(p.totals[0]) for p in segments])[:-1]
+    counts = Counter(query_terms)
+    terms = sorted(counts, key=lambda t: t.encode("utf-8"))  # a fixed summation order
+    found = [[p.find(t) for t in terms] for p in segments]
+    n, total_len, df = _statistics(segments, terms, found)
+    if totals is not None:
+        n, total_len = int(totals[0]), int(totals[1])
+        df = np.array([int(totals[2].get(t, 0)) for t in terms], dtype=np.int64)
+    if not terms or n == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
     weight = np.array([counts[t] for t in terms]) * idf(n, df)
     denom = (params.k1 * (1 - params.b + params.b * _NORMS / max(total_len / n, 1e-9))
              ).astype(np.float32)
