@@ -127,7 +127,8 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
     from .index import Index
     output = os.fspath(output)
     if ray is not None and ray is not False:
-        from .integrations.ray import embed_chunks  # the extra is checked before any work
+        # the extra is checked before any work
+        from .integrations.ray import embed_chunks, read_documents
     if lexical_only:
         if ray:
             raise InvalidInput("a lexical-only build embeds nothing: leave out --ray")
@@ -165,14 +166,15 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
         with open(os.path.join(c, "done")) as f:
             resumed += int(f.read())
     t0 = time.perf_counter()
-    stream = documents(sources, text_field=text_field, id_field=id_field,
-                       meta_fields=meta_fields, max_words=max_words, stats=stats, quiet=quiet)
-    for _ in range(resumed):  # already staged: skip without embedding
-        next(stream, None)
+    read = documents if ray is None or ray is False else read_documents
+    stream = read(sources, text_field=text_field, id_field=id_field, meta_fields=meta_fields,
+                  max_words=max_words, stats=stats, quiet=quiet)
     n_chunk = len(done_chunks)
     staged = resumed
 
-    def chunks():
+    def chunks():  # read lazily: a Ray build reads once it has joined the cluster
+        for _ in range(resumed):  # already staged: skip without embedding
+            next(stream, None)
         chunk: list = []
         for doc in stream:
             chunk.append(doc)

@@ -175,6 +175,46 @@ def _csv(path: str, stats: Stats, quiet: bool) -> Iterator[tuple[int, Any]]:
         f.close()
 
 
+def units(sources: Sequence[str]) -> list[tuple[str, str, str]]:
+    """The files `sources` name, in reading order, each as (kind, path, name in ids):
+    folders expanded to their .txt/.md/.rst files (sorted, hidden folders skipped)."""
+    if not sources:
+        raise InvalidInput("no sources given: name folders of .txt/.md files, .jsonl or .csv")
+    out = []
+    for src in sources:
+        if not os.path.exists(src):
+            raise InvalidInput(f"{src}: no such file or folder")
+        if os.path.isdir(src):
+            out += [("text", path, os.path.relpath(path, src)) for path in _text_files(src)]
+            continue
+        lower = src.lower()
+        if lower.endswith((".jsonl", ".ndjson")):
+            out.append(("jsonl", src, src))
+        elif lower.endswith(".csv"):
+            out.append(("csv", src, src))
+        elif lower.endswith(TEXT_SUFFIXES):
+            out.append(("text", src, os.path.basename(src)))
+        else:
+            raise InvalidInput(f"{src}: unsupported source; use a folder, .txt, .md, .jsonl "
+                               "or .csv")
+    return out
+
+
+def read_unit(unit: tuple[str, str, str], *, text_field: str = "text",
+              id_field: str | None = None, meta_fields: Sequence[str] | None = None,
+              max_words: int = DEFAULT_MAX_WORDS, stats: Stats | None = None,
+              quiet: bool = False) -> Iterator[Doc]:
+    """The documents of one of `units()`'s files (the options of `documents`)."""
+    stats = stats if stats is not None else Stats()
+    kind, path, name = unit
+    if kind == "text":
+        yield from _passages_of(path, name, stats, max_words, quiet)
+        return
+    stats.files += 1
+    rows = _jsonl(path, stats, quiet) if kind == "jsonl" else _csv(path, stats, quiet)
+    yield from _records(path, rows, text_field, id_field, meta_fields, stats, quiet)
+
+
 def documents(sources: Sequence[str], *, text_field: str = "text", id_field: str | None = None,
               meta_fields: Sequence[str] | None = None, max_words: int = DEFAULT_MAX_WORDS,
               stats: Stats | None = None, quiet: bool = False) -> Iterator[Doc]:
@@ -182,32 +222,9 @@ def documents(sources: Sequence[str], *, text_field: str = "text", id_field: str
     records: the text from `text_field`, the id from `id_field` (default: the record's
     "id" field when it has one, else "file:line"), the other fields as metadata."""
     stats = stats if stats is not None else Stats()
-    if not sources:
-        raise InvalidInput("no sources given: name folders of .txt/.md files, .jsonl or .csv")
-    for src in sources:
-        if not os.path.exists(src):
-            raise InvalidInput(f"{src}: no such file or folder")
-        if os.path.isdir(src):
-            for path in _text_files(src):
-                for doc in _passages_of(path, os.path.relpath(path, src), stats, max_words,
-                                        quiet):
-                    stats.documents += 1
-                    yield doc
-            continue
-        lower = src.lower()
-        if lower.endswith((".jsonl", ".ndjson")):
-            stats.files += 1
-            gen = _records(src, _jsonl(src, stats, quiet), text_field, id_field, meta_fields,
-                           stats, quiet)
-        elif lower.endswith(".csv"):
-            stats.files += 1
-            gen = _records(src, _csv(src, stats, quiet), text_field, id_field, meta_fields,
-                           stats, quiet)
-        elif lower.endswith(TEXT_SUFFIXES):
-            gen = _passages_of(src, os.path.basename(src), stats, max_words, quiet)
-        else:
-            raise InvalidInput(f"{src}: unsupported source; use a folder, .txt, .md, .jsonl "
-                               "or .csv")
-        for doc in gen:
+    for unit in units(sources):
+        for doc in read_unit(unit, text_field=text_field, id_field=id_field,
+                             meta_fields=meta_fields, max_words=max_words, stats=stats,
+                             quiet=quiet):
             stats.documents += 1
             yield doc

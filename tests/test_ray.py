@@ -226,3 +226,28 @@ def test_cli_searches_a_set_served_on_ray(tmp_path, shards_and_whole, local_ray,
     assert cli.main(["search", str(whole), "river stone", "--mode", "lexical", "--json"]) == 0
     assert served["results"] == json.loads(capsys.readouterr().out)["results"]
     assert served["missing"] == []
+
+
+def test_ray_data_reads_the_sources_like_the_local_readers(tmp_path, corpus, local_ray):
+    """Folders split into passages, JSONL with bad lines, CSV: the same documents in the
+    same order, and the same records skipped."""
+    from edgevec.ingest import Stats, documents
+    from edgevec.integrations.ray import FILES_PER_TASK, read_documents
+    folder = tmp_path / "notes"
+    for i in range(FILES_PER_TASK + 5):  # more files than one task reads
+        sub = folder / f"part{i % 3}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"n{i:02d}.md").write_text(("word " * 150 + "\n\n") * (i % 4 + 1))
+    (folder / "skip.bin.md").write_bytes(b"\x00\x01binary")
+    table = tmp_path / "t.csv"
+    table.write_text("id,text,lang\nc1,first row,en\nc2,,en\nc3,third row,fr\n")
+    with open(corpus, "a", encoding="utf-8") as f:
+        f.write("{not json\n" + json.dumps({"id": "late", "text": "after the bad line"}) + "\n")
+    sources = [str(folder), corpus, str(table)]
+    local, remote = Stats(), Stats()
+    want = list(documents(sources, stats=local, quiet=True, max_words=100))
+    got = list(read_documents(sources, stats=remote, quiet=True, max_words=100))
+    assert got == want and remote.documents == len(want) > CHUNK_DOCS
+    assert remote.skipped == local.skipped and len(local.skipped) == 3
+    with pytest.raises(edgevec.InvalidInput, match="no such file"):
+        list(read_documents([str(tmp_path / "absent.jsonl")]))

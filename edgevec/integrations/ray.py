@@ -1,19 +1,27 @@
 """Embedding a build's chunks on a Ray cluster (`pip install 'edgevec[ray]'`):
 `edgevec build SOURCES -o FILE --ray [ADDRESS]`, or `edgevec.build.build(..., ray=ADDRESS)`.
 
-The driver reads the sources with the local build's readers and passage splitting and cuts
-the same chunks; a pool of Ray actors, each holding one embedder (the driver's model,
-shipped once through the object store, so every worker embeds with exactly the model the
-file will carry), embeds them; the driver stages each chunk as it comes back, in order, and
-writes the file with the local build's writer. The output is therefore the local build's
-(same chunks into the same model: same ids, texts, metadata and codes, in the same row
-order), and resumable the same way: a rerun skips the chunks already staged. A lost actor
-is restarted by Ray and its chunks retried; when that fails too, the build stops with an
-error and a rerun continues from what was staged.
+Ray Data reads the sources on the cluster (`read_documents`: the driver lists the files,
+Ray tasks read them with the local build's readers and passage splitting, in order). The
+driver cuts the local build's chunks from that stream; a pool of Ray actors, each holding
+one embedder (the driver's model, shipped once through the object store, so every worker
+embeds with exactly the model the file will carry), embeds them; the driver stages each
+chunk as it comes back, in order, and writes the file with the local build's writer. The
+output is therefore the local build's (same chunks into the same model: same ids, texts,
+metadata and codes, in the same row order), and resumable the same way: a rerun skips the
+chunks already staged. A lost actor is restarted by Ray and its chunks retried; when that
+fails too, the build stops with an error and a rerun continues from what was staged.
+
+Why the driver cuts the chunks rather than letting Ray Data batch the rows for the
+actors: a text's vector moves in its last bits with its batch neighbours (padding changes
+the shapes ONNX Runtime multiplies), so only the local build's chunks give the local
+build's codes, byte for byte. The texts pass through the driver either way, since it
+writes them into the file.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -30,7 +38,7 @@ except ImportError:
     raise MissingExtra("edgevec.integrations.ray (edgevec build --ray, open_many(on_ray=))",
                        "ray") from None
 
-__all__ = ["connect", "embed_chunks", "failure"]
+__all__ = ["connect", "embed_chunks", "failure", "read_documents"]
 
 # restarts of a lost actor, and retries of the chunks it held, before the build stops
 MAX_RESTARTS = 2
@@ -84,6 +92,78 @@ def _check_reachable(address: str, instead: str, timeout: float = 5.0) -> None:
         raise EdgevecError(f"could not reach the Ray cluster at {address} ({reason}); check "
                            f"the address (ray status on the head node shows it), or "
                            f"{instead}") from None
+
+
+# files read per Ray Data task: enough to amortise a task (~ms), few enough to spread
+FILES_PER_TASK = 16
+
+
+def read_documents(sources: list[str], *, stats: Any = None, quiet: bool = False,
+                   **options: Any) -> Iterator[Any]:
+    """`edgevec.ingest.documents(sources, **options)`, read by Ray Data on the cluster:
+    the same documents in the same order (Ray Data keeps the order of its input), and
+    the same records skipped (counted in `stats`, warned about unless `quiet`). The
+    driver lists the files (folders expanded); the tasks reading them need the same
+    paths, so on a cluster the sources live on storage every node mounts."""
+    import json
+
+    try:
+        from ray import data as ray_data
+    except ImportError:  # Ray without its data extra (pandas, pyarrow)
+        raise MissingExtra("edgevec build --ray (Ray Data reads the sources)",
+                           "ray") from None
+
+    from ..ingest import Doc, Stats, units
+    stats = stats if stats is not None else Stats()
+    files = units(sources)
+    if not files:
+        return
+    context = ray_data.DataContext.get_current()
+    kept = (context.execution_options.preserve_order, context.enable_progress_bars,
+            logging.getLogger("ray.data").level)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # errors come back as exceptions
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False  # the build draws its own progress line
+    try:
+        tasks = -(-len(files) // FILES_PER_TASK)
+        ds = ray_data.from_items([{"kind": k, "path": p, "name": n} for k, p, n in files],
+                                 override_num_blocks=tasks)
+        # no CPU reserved: the embedding actors may hold every CPU, and reading is light
+        ds = ds.flat_map(_read_unit, fn_kwargs={"options": options}, num_cpus=0)
+        for row in ds.iter_rows():
+            if row["skip"]:
+                stats.skip(row["where"], row["text"], quiet)
+                continue
+            stats.documents += 1
+            yield Doc(row["id"], row["text"], json.loads(row["meta"]))
+    except RayError as exc:
+        raise failure(exc, "a Ray Data task", "reading the sources", "check that every "
+                      "node can read them (a path every node mounts)") from None
+    finally:
+        context.execution_options.preserve_order, context.enable_progress_bars = kept[:2]
+        logging.getLogger("ray.data").setLevel(kept[2])
+
+
+def _read_unit(unit: dict, options: dict) -> list[dict]:
+    """One file's documents as rows, and what was skipped in it (a row with skip=True)."""
+    import json
+
+    from ..ingest import Stats, read_unit
+    stats = Stats()
+    rows: list[dict] = []
+
+    def skips() -> None:  # each where it happened: after the documents read before it
+        for where, why in stats.skipped[len(rows) - docs:]:
+            rows.append({"skip": True, "id": "", "text": why, "where": where, "meta": ""})
+    docs = 0
+    for d in read_unit((unit["kind"], unit["path"], unit["name"]), stats=stats, quiet=True,
+                       **options):
+        skips()
+        rows.append({"skip": False, "id": d.id, "text": d.text, "where": "",
+                     "meta": json.dumps(d.metadata, ensure_ascii=False)})
+        docs += 1
+    skips()
+    return rows
 
 
 def embed_chunks(chunks: Iterable[list], embedder: Any, *, address: str | None = None,
