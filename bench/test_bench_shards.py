@@ -7,7 +7,10 @@
    shards), one query at a time, dense / lexical / hybrid, interleaved. Checked after
    timing: lexical results are the same rows (BM25 statistics summed over the shards),
    dense top-10 overlap (each shard's int8 calibration is its own).
-2. A build on a local Ray instance (2 actors x 1 thread, the same 2 cores) against the
+2. The same 4 shards served on a local Ray instance (one actor per shard) against the
+   same set opened locally: the scatter-gather overhead per query, per mode. Checked:
+   the same results.
+3. A build on a local Ray instance (2 actors x 1 thread, the same 2 cores) against the
    local build of the same corpus: throughput, Ray's start-up, the per-chunk round trip,
    and the bytes shipped per passage. Checked: the same file.
 """
@@ -86,6 +89,56 @@ def test_shard_set_query_latency_vs_one_file(data_dir):
     for a, b in zip(found["one", "lexical"], found["set", "lexical"]):
         assert a.ids == b.ids  # the same statistics, the same global row order
     assert overlap >= 9.0
+
+
+def test_served_shard_set_latency_vs_local_set(data_dir):
+    ray = pytest.importorskip("ray")
+    paths = _shards(data_dir)
+    rng = np.random.default_rng(22)
+    texts = [" ".join(f"w{i}x" for i in rng.integers(5, 2000, size=3)) for _ in range(40)]
+    q = rng.normal(size=(len(texts), 384)).astype(np.float32)
+    for path in paths:  # in the page cache, as for the local set's earlier bench
+        with open(path, "rb") as f:
+            while f.read(1 << 26):
+                pass
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        t = time.perf_counter()
+        served = edgevec.open_many(paths, on_ray=True)
+        t_open = time.perf_counter() - t
+        times = {(who, mode): [] for who in ("local", "served")
+                 for mode in ("dense", "lexical", "hybrid")}
+        found = {key: [] for key in times}
+        with served, edgevec.open_many(paths) as local:
+            for idx in (local, served):  # warm: Numba loaded in every actor
+                for j in range(5):
+                    idx.search(q[j], k=10, text=texts[j])
+            # in blocks, not interleaved: after a local scan this process's OpenMP threads
+            # spin for a while, taking the cores the actors need
+            for mode in ("dense", "lexical", "hybrid"):
+                for who, idx in (("local", local), ("served", served)):
+                    for i in range(len(texts)):
+                        query = texts[i] if mode == "lexical" else q[i]
+                        text = texts[i] if mode == "hybrid" else None
+                        t = time.perf_counter()
+                        res = idx.search(query, k=10, mode=mode, text=text)
+                        times[who, mode].append(time.perf_counter() - t)
+                        found[who, mode].append(res)
+    finally:
+        ray.shutdown()
+    lines = [f"4 shards of {ROWS // SHARDS:,} rows served on a local Ray instance (2 CPUs, "
+             f"one actor per shard; opening {t_open:.1f} s incl. Ray's start) vs the same "
+             "set opened locally, k=10, one query at a time, p50 / p95 ms:"]
+    for mode, rounds in (("dense", 2), ("lexical", 3), ("hybrid", 4)):
+        a = np.percentile(times["local", mode], [50, 95]) * 1e3
+        b = np.percentile(times["served", mode], [50, 95]) * 1e3
+        lines.append(f"  {mode:<8} local {a[0]:.2f} / {a[1]:.2f}, served {b[0]:.2f} / "
+                     f"{b[1]:.2f} ({b[0] / a[0]:.2f}x; {rounds} rounds, "
+                     f"{(b[0] - a[0]) / rounds:.2f} ms per round over local)")
+    print("\n" + "\n".join(lines))
+    for key in found:
+        if key[0] == "served":
+            assert found[key] == found["local", key[1]]  # the same hits, scores, rows
 
 
 def test_ray_build_throughput_vs_local(tmp_path, data_dir):

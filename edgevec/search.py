@@ -134,6 +134,11 @@ class ScanEngine:
         self.numba_loaded = True
         return False
 
+    def long_lived(self) -> None:
+        """This process will answer many queries (a shard served by a Ray actor): use the
+        kernels from the first scan on, as if the rental were already paid."""
+        self.numba_loaded = True
+
 
 ENGINE = ScanEngine()
 

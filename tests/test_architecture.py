@@ -19,7 +19,7 @@ LAYERS = [("edgevec.errors", 0), ("edgevec.paths", 0), ("edgevec.progress", 0), 
           ("edgevec.cpu", 5), ("edgevec.funnel", 6), ("edgevec.lexical.bm25", 6), ("edgevec.fusion", 6), ("edgevec.calibration", 7),
           ("edgevec.query", 8), ("edgevec.batch", 8), ("edgevec.index", 9), ("edgevec.sets", 9.2), ("edgevec.integrations.ray", 9.3),
           ("edgevec.integrations.ray_shards", 9.4), ("edgevec.shards", 9.5), ("edgevec", 10),
-          ("edgevec.cli", 11), ("edgevec.build", 11), ("edgevec.ingest", 11),
+          ("edgevec.cli", 11), ("edgevec.build", 11), ("edgevec.ingest", 9.1),
           ("edgevec.convert", 11), ("edgevec.corpus", 11), ("edgevec.demo", 11),
           ("edgevec.__main__", 11), ("edgevec.integrations", 11)]
 
