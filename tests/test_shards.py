@@ -70,6 +70,20 @@ def test_shards_built_differently_are_refused(tmp_path, shards_and_whole):
         edgevec.open_many([paths[0], tmp_path / "missing.edgevec"])
 
 
+def test_shards_with_different_text_models_are_refused(tmp_path, text_shards):
+    """The same dimension, another model (the dynamically quantised build of MiniLM)."""
+    from edgevec.embed import Embedder, build_model
+    build_model("minilm-l6", "dyn8", allow_download=False)
+    other = tmp_path / "dyn8.edgevec"
+    with edgevec.Index.create(other, model=Embedder.load("minilm-l6", variant="dyn8")) as idx:
+        idx.add(texts=["Another model's passage."], ids=["x"])
+    with pytest.raises(edgevec.InvalidInput, match="its text model differs"):
+        edgevec.open_many([text_shards[0], other])
+    with pytest.raises(edgevec.InvalidInput, match="its text model differs"):
+        edgevec.merge([text_shards[0], other], tmp_path / "m.edgevec")
+    assert not (tmp_path / "m.edgevec").exists()
+
+
 def test_text_shards_embed_queries_with_their_shared_model(tmp_path, text_shards):
     from conftest import SHARD_DOCS as docs
     paths = text_shards
