@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -74,3 +75,62 @@ def test_small_batches_get_one_symmetric_range(rng):
     assert np.all(cal[0] == 0) and np.allclose(cal[1], np.abs(x).max() / 127)
     one = codecs.calibrate_int8(np.zeros((1, 4), np.float32))
     assert np.all(one[1] > 0)  # an all-zero sample still gives a usable scale
+
+
+# --- the compression ladder's reference codecs (issue 14) -------------------------------
+
+def test_float8_tables_hold_the_standard_values():
+    e4 = codecs.float8_table("e4m3")
+    assert e4[0x00] == 0 and e4[0x38] == 1.0 and e4[0x7E] == 448 and np.isnan(e4[0x7F])
+    assert e4[0x01] == 2.0 ** -9 and e4[0xB8] == -1.0  # smallest subnormal; the sign bit
+    e5 = codecs.float8_table("e5m2")
+    assert e5[0x3C] == 1.0 and e5[0x7B] == 57344 and np.isinf(e5[0x7C]) and np.isnan(e5[0x7D])
+    assert codecs.float8_max("e4m3") == 448 and codecs.float8_max("e5m2") == 57344
+
+
+@pytest.mark.parametrize("kind", ["e4m3", "e5m2"])
+def test_float8_quantisation_picks_the_nearest_value_and_saturates(kind):
+    table = codecs.float8_table(kind)
+    finite = np.unique(table[np.isfinite(table)])
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(scale=30, size=2000), [0.0, -0.0, 1e9, -1e9, 448.0]]
+                       ).astype(np.float32)
+    codes = codecs.quantize_float8(x[None, :], np.float32(1.0), kind)[0]
+    got = table[codes]
+    assert np.isfinite(got).all()
+    nearest = finite[np.abs(finite[None, :] - np.clip(x, finite[0], finite[-1])[:, None]
+                            ).argmin(axis=1)]
+    np.testing.assert_array_equal(np.abs(got - x), np.abs(nearest - np.clip(
+        x, finite[0], finite[-1])) + np.abs(np.clip(x, finite[0], finite[-1]) - x))
+    scale = np.float32(0.01)
+    np.testing.assert_array_equal(codecs.dequantize_float8(
+        codecs.quantize_float8(x[None] * scale, scale, kind), scale, kind)[0], got * scale)
+
+
+def test_residual_planes_sum_back_to_the_vector_they_code():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(50, 70)).astype(np.float32)  # 70: two words, the last one partial
+    bits, scales = codecs.residual_planes(x, 3)
+    assert bits.shape == (50, 3, 2) and scales.shape == (50, 3)
+    assert not (bits[:, :, 1] >> np.uint64(6)).any()  # no bits past dim 70
+    signs = codecs.unpack_signs(bits, 70)
+    np.testing.assert_array_equal(signs[:, 0], np.where(x > 0, 1, -1))
+    r = x - scales[:, :1] * signs[:, 0]
+    np.testing.assert_array_equal(signs[:, 1], np.where(r > 0, 1, -1))
+    np.testing.assert_allclose(scales[:, 1], np.abs(r).mean(axis=1), rtol=1e-6)
+    fixed, same = codecs.residual_planes(x, 3, scales=np.array([0.5, 0.25, 0.1], "f4"))
+    np.testing.assert_array_equal(same, np.tile([0.5, 0.25, 0.1], (50, 1)).astype("f4"))
+    np.testing.assert_allclose(codecs.residual_decode(fixed, same, 70),
+                               np.einsum("p,npd->nd", same[0], codecs.unpack_signs(fixed, 70)))
+
+
+def test_pca_is_deterministic_and_keeps_the_largest_directions():
+    rng = np.random.default_rng(5)
+    basis = np.linalg.qr(rng.normal(size=(16, 16)))[0]
+    x = (rng.normal(size=(400, 16)) * np.array([10, 6, 3, 1.5] + [0.1] * 12)) @ basis.T + 3
+    mean, comp = codecs.fit_pca(x.astype(np.float32), 4)
+    mean2, comp2 = codecs.fit_pca(x[::-1].astype(np.float32), 4)
+    np.testing.assert_allclose(comp, comp2, atol=1e-5)
+    np.testing.assert_allclose(np.abs(comp @ basis[:, :4]), np.eye(4), atol=0.05)
+    y = codecs.project(x.astype(np.float32), mean, comp)
+    assert y.shape == (400, 4) and np.allclose(np.linalg.norm(y, axis=1), 1, atol=1e-5)

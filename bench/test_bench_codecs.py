@@ -1,0 +1,154 @@
+"""The compression ladder (issue 14), measured before it is built into the format.
+
+    python3 dev.py bench -k codecs -s
+
+Real embeddings: the project's MiniLM on the two known-item corpora of the quality bench
+(the Python standard library's documentation; this machine's manual pages), queries
+embedded from text. For each candidate code, NumPy reference scoring (edgevec.codecs):
+bytes per row, recall@10 against exact float32 search, MRR@10 of the known-item task
+against exact float32's. Funnels: the first stage keeps C candidates by its own score,
+the second rescores them. Latency at 1M rows and build cost come with the kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgevec import codecs as C
+from test_bench_quality import embedder, man_task, mrr_at_10, task  # noqa: F401 - fixtures
+
+K = 10
+CANDIDATES = (20, 30, 50, 100, 200)
+
+
+def top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Row indexes of the k best per query, best first (ties by lower row)."""
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    out = np.empty_like(part)
+    for i in range(len(scores)):
+        rows = part[i]
+        out[i] = rows[np.lexsort((rows, -scores[i, rows]))]
+    return out
+
+
+def funnel(first: np.ndarray, second, candidates: int) -> np.ndarray:
+    """Top-K after rescoring each query's `candidates` best by `first` with second(i, rows)."""
+    pool = top(first, candidates)
+    out = np.empty((len(first), K), dtype=np.int64)
+    for i, rows in enumerate(pool):
+        s = second(i, rows)
+        out[i] = rows[np.lexsort((rows, -s))[:K]]
+    return out
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth)]))
+
+
+def hamming_scores(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """-Hamming distance of sign codes (higher is better)."""
+    return C.unpack_signs(C.sign_bits(q), q.shape[1]) @ C.unpack_signs(
+        C.sign_bits(x), x.shape[1]).T
+
+
+def ladder(docs: np.ndarray, queries: np.ndarray) -> list[tuple]:
+    """(name, bytes/row, top-K rows per query) for every code of the issue's table, and
+    the candidate curves of the 1-bit and 2-bit first stages."""
+    n, d = docs.shape
+    exact = queries @ docs.T
+    rows: list[tuple] = [("float32 exact (reference)", 4 * d, top(exact, K))]
+    cal = C.calibrate_int8(docs)
+    i8 = C.dequantize_int8(C.quantize_int8(docs, cal), cal)
+    f16 = C.to_f16(docs).astype(np.float32)
+    scale8 = np.abs(docs).max(axis=0) / C.float8_max("e4m3")
+    f8 = C.dequantize_float8(C.quantize_float8(docs, scale8, "e4m3"), scale8, "e4m3")
+    scale5 = np.abs(docs).max(axis=0) / C.float8_max("e5m2")
+    f8e5 = C.dequantize_float8(C.quantize_float8(docs, scale5, "e5m2"), scale5, "e5m2")
+    ham = hamming_scores(docs, queries)
+    words = C.words_for(d) * 8
+    rows.append(("float16 exact", 2 * d, top(queries @ f16.T, K)))
+    rows.append(("int8 exact", d, top(queries @ i8.T, K)))
+    rows.append(("float8 E4M3 exact", d, top(queries @ f8.T, K)))
+    rows.append(("float8 E5M2 exact", d, top(queries @ f8e5.T, K)))
+    rows.append((f"1-bit -> int8, C=100 (today's shape)", words + d,
+                 funnel(ham, lambda i, r: i8[r] @ queries[i], 100)))
+    rows.append((f"1-bit -> float8 E4M3, C=100", words + d,
+                 funnel(ham, lambda i, r: f8[r] @ queries[i], 100)))
+    planes = {}
+    for b in (2, 3, 4):
+        bits, scales = C.residual_planes(docs, b)
+        rec = C.residual_decode(bits, scales, d)
+        planes[b] = rec
+        adc = queries @ rec.T
+        qb, qs = C.residual_planes(queries, b)
+        sdc = C.residual_decode(qb, qs, d) @ rec.T
+        size = b * words + 2 * b  # float16 scales per plane and row
+        rows.append((f"{b}-bit residual alone, float query", size, top(adc, K)))
+        rows.append((f"{b}-bit residual alone, {b}-bit query (SDC)", size, top(sdc, K)))
+        bits_g, _ = C.residual_planes(docs, b, scales=scales.mean(axis=0))
+        rec_g = C.residual_decode(bits_g, np.broadcast_to(scales.mean(axis=0),
+                                                          scales.shape), d)
+        rows.append((f"{b}-bit residual alone, one scale per plane", b * words,
+                     top(queries @ rec_g.T, K)))
+    rows.append(("2-bit -> int8, C=50", 2 * words + 4 + d,
+                 funnel(queries @ planes[2].T, lambda i, r: i8[r] @ queries[i], 50)))
+    half = d // 2
+    mean, comp = C.fit_pca(docs[:2000], half)
+    pd, pq = C.project(docs, mean, comp), C.project(queries, mean, comp)
+    ps = np.abs(pd).max(axis=0) / C.float8_max("e4m3")
+    pf8 = C.dequantize_float8(C.quantize_float8(pd, ps, "e4m3"), ps, "e4m3")
+    rows.append(("PCA-50% + float8 E4M3", half, top(pq @ pf8.T, K)))
+    pb, psc = C.residual_planes(pd, 2)
+    rows.append(("PCA-50% + 2-bit residual", 2 * C.words_for(half) * 8 + 4,
+                 top(pq @ C.residual_decode(pb, psc, half).T, K)))
+    rows.append(("PCA-50% + float32 (projection only)", 4 * half, top(pq @ pd.T, K)))
+    td = docs[:, :half] / np.linalg.norm(docs[:, :half], axis=1, keepdims=True)
+    tq = queries[:, :half] / np.linalg.norm(queries[:, :half], axis=1, keepdims=True)
+    rows.append(("first 50% of dims (Matryoshka cut; MiniLM is not trained for it)",
+                 4 * half, top(tq @ td.T, K)))
+    truth = rows[0][2]
+    curves = {}
+    for name, first in (("1-bit", ham), ("2-bit", queries @ planes[2].T),
+                        ("3-bit", queries @ planes[3].T)):
+        curves[name] = [recall(funnel(first, lambda i, r: i8[r] @ queries[i], c), truth)
+                        for c in CANDIDATES]
+    return rows, curves
+
+
+def report(name: str, task) -> list[str]:
+    pairs, ids, docs, queries = task
+    rows, curves = ladder(docs, queries)
+    truth = rows[0][2]
+    targets = list(range(len(ids)))
+    base = mrr_at_10([list(r) for r in truth], targets)
+    lines = [f"{name}: {len(ids)} documents, MiniLM 384-d, queries embedded from text",
+             f"| codes | bytes/row | recall@10 vs float32 | MRR@10 | MRR vs float32 |",
+             "| --- | --- | --- | --- | --- |"]
+    for label, size, found in rows:
+        mrr = mrr_at_10([list(r) for r in found], targets)
+        lines.append(f"| {label} | {size} | {recall(found, truth):.3f} | {mrr:.4f} | "
+                     f"{mrr / base:.3f} |")
+    lines.append(f"recall@10 after int8 rescoring of C first-stage candidates, C = "
+                 f"{', '.join(map(str, CANDIDATES))}:")
+    for label, values in curves.items():
+        lines.append(f"  {label}: " + ", ".join(f"{v:.3f}" for v in values))
+    return lines
+
+
+def test_codec_ladder_on_real_embeddings(task, man_task):
+    lines = report("stdlib docs", task) + [""] + report("manual pages", man_task)
+    print("\n" + "\n".join(lines))
+
+
+def test_residual_planes_reconstruct_better_with_each_plane():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(500, 384)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    err = []
+    for b in (1, 2, 3, 4):
+        bits, scales = C.residual_planes(x, b)
+        err.append(float(np.linalg.norm(C.residual_decode(bits, scales, 384) - x,
+                                        axis=1).mean()))
+    # one plane of a Gaussian direction: sqrt(1 - 2/pi) = 0.603 of its length left
+    assert abs(err[0] - 0.603) < 0.01 and err == sorted(err, reverse=True)
