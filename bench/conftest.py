@@ -66,3 +66,47 @@ def pytest_report_header(config):
     onnxruntime's integer exactness): figures from another CPU are another table."""
     from edgevec.cpu import summary
     return f"edgevec hardware: {summary()}"
+
+
+# --- the known-item tasks on real corpora (quality and codec benches) --------------------
+
+def mrr_at_10(ranked: list, targets: list) -> float:
+    total = 0.0
+    for found, target in zip(ranked, targets):
+        found = list(found)[:10]
+        if target in found:
+            total += 1.0 / (found.index(target) + 1)
+    return total / len(targets)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    os.environ.setdefault("EDGEVEC_MODELS_DIR", os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "models"))
+    from edgevec.embed import Embedder, build_model
+    build_model("minilm-l6", allow_download=False)
+    return Embedder.load("minilm-l6")
+
+
+def make_task(embedder, pairs: list) -> tuple:
+    """(pairs, ids, documents float32, queries float32) of (id, query, document) pairs."""
+    ids = [p[0] for p in pairs]
+    docs = embedder.encode([p[2] for p in pairs], batch_size=32)
+    queries = embedder.encode([p[1] for p in pairs], batch_size=32)
+    return pairs, ids, docs, queries
+
+
+@pytest.fixture(scope="session")
+def task(embedder):
+    from edgevec.corpus import known_item_pairs, stdlib_docs
+    return make_task(embedder, known_item_pairs(list(stdlib_docs())))
+
+
+@pytest.fixture(scope="session")
+def man_task(embedder):
+    """The second corpus: this machine's manual pages (bench/manpages.py)."""
+    import manpages
+    pairs = manpages.known_item_pairs()
+    if len(pairs) < 500:
+        pytest.skip(f"{len(pairs)} usable manual pages under {manpages.MAN_DIRS} (need 500)")
+    return make_task(embedder, pairs)

@@ -13,10 +13,9 @@ the second rescores them. Latency at 1M rows and build cost come with the kernel
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
+from conftest import mrr_at_10
 from edgevec import codecs as C
-from test_bench_quality import embedder, man_task, mrr_at_10, task  # noqa: F401 - fixtures
 
 K = 10
 CANDIDATES = (20, 30, 50, 100, 200)
@@ -71,9 +70,9 @@ def ladder(docs: np.ndarray, queries: np.ndarray) -> list[tuple]:
     rows.append(("int8 exact", d, top(queries @ i8.T, K)))
     rows.append(("float8 E4M3 exact", d, top(queries @ f8.T, K)))
     rows.append(("float8 E5M2 exact", d, top(queries @ f8e5.T, K)))
-    rows.append((f"1-bit -> int8, C=100 (today's shape)", words + d,
+    rows.append(("1-bit -> int8, C=100 (today's shape)", words + d,
                  funnel(ham, lambda i, r: i8[r] @ queries[i], 100)))
-    rows.append((f"1-bit -> float8 E4M3, C=100", words + d,
+    rows.append(("1-bit -> float8 E4M3, C=100", words + d,
                  funnel(ham, lambda i, r: f8[r] @ queries[i], 100)))
     planes = {}
     for b in (2, 3, 4):
@@ -123,7 +122,7 @@ def report(name: str, task) -> list[str]:
     targets = list(range(len(ids)))
     base = mrr_at_10([list(r) for r in truth], targets)
     lines = [f"{name}: {len(ids)} documents, MiniLM 384-d, queries embedded from text",
-             f"| codes | bytes/row | recall@10 vs float32 | MRR@10 | MRR vs float32 |",
+             "| codes | bytes/row | recall@10 vs float32 | MRR@10 | MRR vs float32 |",
              "| --- | --- | --- | --- | --- |"]
     for label, size, found in rows:
         mrr = mrr_at_10([list(r) for r in found], targets)
