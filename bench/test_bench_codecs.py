@@ -92,8 +92,18 @@ def ladder(docs: np.ndarray, queries: np.ndarray) -> list[tuple]:
                      top(queries @ rec_g.T, K)))
     rows.append(("2-bit -> int8, C=50", 2 * words + 4 + d,
                  funnel(queries @ planes[2].T, lambda i, r: i8[r] @ queries[i], 50)))
+    sample = docs[:2000]
+    for budget in (768, 880):
+        for quantizer in ("uniform", "lloyd"):
+            code = C.fit_transform_code(sample, budget, quantizer)
+            rec = C.transform_decode(C.transform_encode(docs, code), code)
+            scores = (queries @ code["rotation"].T) @ rec.T
+            rows.append((f"rotated, {budget} bits by variance ({quantizer})", budget // 8,
+                         top(scores, K)))
+            if budget == 768 and quantizer == "uniform":
+                planes["transform"] = scores
     half = d // 2
-    mean, comp = C.fit_pca(docs[:2000], half)
+    mean, comp = C.fit_pca(sample, half)
     pd, pq = C.project(docs, mean, comp), C.project(queries, mean, comp)
     ps = np.abs(pd).max(axis=0) / C.float8_max("e4m3")
     pf8 = C.dequantize_float8(C.quantize_float8(pd, ps, "e4m3"), ps, "e4m3")
@@ -109,7 +119,8 @@ def ladder(docs: np.ndarray, queries: np.ndarray) -> list[tuple]:
     truth = rows[0][2]
     curves = {}
     for name, first in (("1-bit", ham), ("2-bit", queries @ planes[2].T),
-                        ("3-bit", queries @ planes[3].T)):
+                        ("3-bit", queries @ planes[3].T),
+                        ("rotated 768 bits", planes["transform"])):
         curves[name] = [recall(funnel(first, lambda i, r: i8[r] @ queries[i], c), truth)
                         for c in CANDIDATES]
     return rows, curves

@@ -134,3 +134,37 @@ def test_pca_is_deterministic_and_keeps_the_largest_directions():
     np.testing.assert_allclose(np.abs(comp @ basis[:, :4]), np.eye(4), atol=0.05)
     y = codecs.project(x.astype(np.float32), mean, comp)
     assert y.shape == (400, 4) and np.allclose(np.linalg.norm(y, axis=1), 1, atol=1e-5)
+
+
+def test_gaussian_quantisers_match_the_published_tables():
+    # Max (1960): Lloyd-Max levels and errors; the best uniform steps
+    np.testing.assert_allclose(codecs.levels(2, "lloyd")[2:], [0.4528, 1.5104], atol=2e-4)
+    np.testing.assert_allclose(codecs.levels(3, "lloyd")[4:], [0.2451, 0.7560, 1.3439, 2.1520],
+                               atol=2e-4)
+    np.testing.assert_allclose([codecs.distortion(b, "lloyd") for b in range(5)],
+                               [1, 0.3634, 0.1175, 0.03454, 0.009497], rtol=2e-3)
+    np.testing.assert_allclose(np.diff(codecs.levels(2, "uniform")), 0.9957, atol=2e-3)
+    np.testing.assert_allclose(np.diff(codecs.levels(4, "uniform")), 0.3352, atol=2e-3)
+    for b in range(1, codecs.MAX_BITS + 1):
+        for quantizer in ("lloyd", "uniform"):
+            lv = codecs.levels(b, quantizer)
+            assert len(lv) == 2 ** b and np.array_equal(lv, -lv[::-1])
+
+
+def test_bits_go_where_the_variance_is_and_the_code_round_trips():
+    variance = np.array([16.0, 4.0, 1.0, 0.25, 0.0])
+    bits = codecs.allocate_bits(variance, 8)
+    assert bits.sum() == 8 and list(bits) == sorted(bits, reverse=True) and bits[-1] == 0
+    assert codecs.allocate_bits(variance, 1000).tolist() == [codecs.MAX_BITS] * 5
+    rng = np.random.default_rng(6)
+    basis = np.linalg.qr(rng.normal(size=(24, 24)))[0]
+    x = ((rng.normal(size=(3000, 24)) * np.geomspace(4, 0.05, 24)) @ basis.T).astype("f4")
+    code = codecs.fit_transform_code(x[:1000], 24 * 3)
+    assert code["bits"].sum() == 72 and code["rotation"].shape == (24, 24)
+    err = []
+    for quantizer in ("uniform", "lloyd"):
+        code["quantizer"] = quantizer
+        rec = codecs.transform_decode(codecs.transform_encode(x, code), code)
+        exact = (x - code["mean"]) @ code["rotation"].T
+        err.append(float(np.mean((rec - exact) ** 2) / np.mean(exact ** 2)))
+    assert err[0] < 0.02 and err[1] < err[0] * 1.05  # 3 bits a dimension on average
