@@ -284,3 +284,69 @@ def transform_decode(codes: np.ndarray, code: dict) -> np.ndarray:
         if len(axes):
             out[:, axes] = levels(b, code["quantizer"])[codes[:, axes]] * code["scale"][axes]
     return out
+
+
+def transform_planes(code: dict) -> tuple[np.ndarray, list[int]]:
+    """The packed layout of a transform code (uniform levels): axes ordered by bits,
+    most first (`order`), and how many axes each bit plane holds (plane p: every axis with
+    more than p bits, the most significant bits first). A row's bytes are the planes one
+    after another, plane p taking ceil(n_p / 8) bytes: bit i of its byte t is axis
+    order[8t + i]."""
+    bits = np.asarray(code["bits"])
+    order = np.argsort(-bits, kind="stable")
+    return order, [int(np.count_nonzero(bits > p)) for p in range(int(bits.max(initial=0)))]
+
+
+def transform_pack(idx: np.ndarray, code: dict) -> np.ndarray:
+    """uint8 [n, d] level indexes (transform_encode) -> uint8 [n, bytes] bit planes."""
+    order, planes = transform_planes(code)
+    bits = np.asarray(code["bits"])
+    out = []
+    for p, count in enumerate(planes):
+        axes = order[:count]
+        shift = (bits[axes] - 1 - p).astype(np.uint8)  # the axis' bit of weight 2**shift
+        plane = (idx[:, axes] >> shift) & 1
+        out.append(np.packbits(plane.astype(np.uint8), axis=1, bitorder="little"))
+    if not out:
+        return np.zeros((len(idx), 0), np.uint8)
+    return np.ascontiguousarray(np.concatenate(out, axis=1))
+
+
+def transform_lut(queries: np.ndarray, code: dict) -> tuple[np.ndarray, np.ndarray]:
+    """float32 queries [nq, d] -> (lut float32 [nq, bytes, 256], offset float64 [nq]):
+    a row's estimated dot product <q, decoded row> is offset + the sum over its bytes t
+    of lut[t, byte t], added in byte order (edgevec.search.lut_topk). Every table entry
+    is >= 0 (each table is shifted by its smallest entry, and the shifts go to the
+    offset), so the float32 bits of a sum order like its value. Built with elementwise
+    float32 operations in a fixed order: the same bits on every CPU."""
+    if code["quantizer"] != "uniform":
+        from .errors import InvalidInput
+        raise InvalidInput("a table scan over bit planes needs uniform levels, not "
+                           f"{code['quantizer']!r}")
+    order, planes = transform_planes(code)
+    bits = np.asarray(code["bits"])
+    q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    rotated = (q @ code["rotation"].T).astype(np.float32)
+    step = np.array([0.0] + [float(np.diff(levels(b, "uniform"))[0])
+                             for b in range(1, MAX_BITS + 1)], dtype=np.float32)
+    w = rotated * (code["scale"] * step[bits])  # a level index' weight, per axis
+    half = (2.0 ** bits - 1) / 2  # index - half = the level in steps
+    offset = (q.astype(np.float64) @ code["mean"].astype(np.float64)
+              - (w.astype(np.float64) * half).sum(axis=1))
+    weights = []  # per plane byte: the weights of its 8 bits (0 past the plane's axes)
+    for p, count in enumerate(planes):
+        axes = order[:count]
+        u = w[:, axes] * (2.0 ** (bits[axes] - 1 - p)).astype(np.float32)
+        pad = -count % 8
+        u = np.concatenate([u, np.zeros((len(q), pad), np.float32)], axis=1)
+        weights.append(u.reshape(len(q), -1, 8))
+    if not weights:
+        return np.zeros((len(q), 0, 256), np.float32), offset
+    weights = np.concatenate(weights, axis=1)  # [nq, bytes, 8]
+    lut = np.zeros(weights.shape[:2] + (256,), dtype=np.float32)
+    for v in range(1, 256):  # table[v] = table[v without its lowest bit] + that bit
+        low = (v & -v).bit_length() - 1
+        lut[:, :, v] = lut[:, :, v & (v - 1)] + weights[:, :, low]
+    shift = lut.min(axis=2)
+    lut -= shift[:, :, None]
+    return lut, offset + shift.astype(np.float64).sum(axis=1)

@@ -55,6 +55,12 @@ def check_codes(a, dtype, name: str, ndim: int = 2) -> np.ndarray:
     return _readonly(a)
 
 
+def _eligible(k: int, n: int, allow) -> tuple[int, np.ndarray]:
+    """(k checked and cut to the eligible rows, the row mask) of a top-k scan of n rows."""
+    mask = check_mask(allow, n)
+    return min(check_k(k), n if allow is None else int(np.count_nonzero(mask))), mask
+
+
 def check_mask(allow, n: int) -> np.ndarray:
     """A row mask (True/1 = eligible) as read-only uint8[n], or the empty 'all rows' mask."""
     if allow is None:
@@ -175,10 +181,7 @@ def hamming_topk(codes: np.ndarray, query: np.ndarray, k: int, *,
     query = check_codes(query, np.uint64, "query", ndim=1)
     if query.shape[0] != codes.shape[1]:
         raise DimensionMismatch(f"query has {query.shape[0]} words, codes {codes.shape[1]}")
-    k = check_k(k)
-    n = len(codes)
-    mask = check_mask(allow, n)
-    kk = min(k, n if allow is None else int(np.count_nonzero(mask)))
+    kk, mask = _eligible(k, len(codes), allow)
     if kk == 0:
         return np.zeros(0, np.int32), np.zeros(0, np.int64)
     if ENGINE.use_numpy(codes.size):
@@ -189,7 +192,7 @@ def hamming_topk(codes: np.ndarray, query: np.ndarray, k: int, *,
     from .kernels import hamming as H
     from .kernels.topk import split_hamming_keys
     with threads_for(threads) as t:
-        heaps = H.new_heaps(1, _blocks(t, n), kk)[0]
+        heaps = H.new_heaps(1, _blocks(t, len(codes)), kk)[0]
         H.hamming_topk(codes, query, H.width_of(codes.shape[1]), mask, heaps)
     return split_hamming_keys(np.sort(heaps.ravel())[:kk])
 
@@ -305,11 +308,8 @@ def dot_i8_topk(codes: np.ndarray, qq: QuantQuery, k: int, *,
     codes = check_codes(codes, np.int8, "codes")
     if qq.q.shape[0] != codes.shape[1]:
         raise DimensionMismatch(f"query has {qq.q.shape[0]} dims, codes {codes.shape[1]}")
-    k = check_k(k)
+    kk, mask = _eligible(k, len(codes), allow)
     n = len(codes)
-    mask = check_mask(allow, n)
-    eligible = n if allow is None else int(np.count_nonzero(mask))
-    kk = min(k, eligible)
     if kk == 0:
         return np.zeros(0), np.zeros(0, np.int64)
     with threads_for(threads) as t:
@@ -318,6 +318,34 @@ def dot_i8_topk(codes: np.ndarray, qq: QuantQuery, k: int, *,
     keys = np.sort(heaps.ravel())[:kk]
     scores, rows = split_score_keys(keys)
     return qq.scores(scores), rows
+
+
+# --- transform codes (issue 14): one table lookup per code byte ---------------------------
+
+
+def lut_topk(codes: np.ndarray, lut: np.ndarray, k: int, *,
+             allow: np.ndarray | None = None, threads: int | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """codes uint8[n, B], lut float32[B, 256] (entries >= 0, edgevec.codecs.transform_lut)
+    -> (table sums float32[k'], rows int64[k']), best first, ties by lower row."""
+    from .kernels.hamming import new_heaps
+    from .kernels.topk import split_score_keys
+    from .kernels.transform import lut_topk as kernel
+    codes = check_codes(codes, np.uint8, "codes")
+    lut = np.ascontiguousarray(lut, dtype=np.float32)
+    if lut.shape != (codes.shape[1], 256):
+        raise DimensionMismatch(f"the tables are {lut.shape}, the codes have "
+                                f"{codes.shape[1]} bytes: ({codes.shape[1]}, 256) expected")
+    if not (np.isfinite(lut).all() and (lut >= 0).all()):
+        raise InvalidInput("table entries must be finite and >= 0 (transform_lut makes them)")
+    kk, mask = _eligible(k, len(codes), allow)
+    if kk == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    with threads_for(threads) as t:
+        heaps = new_heaps(1, _blocks(t, len(codes)), kk)[0]
+        kernel(codes, lut, mask, heaps)
+    bits, rows = split_score_keys(np.sort(heaps.ravel())[:kk])
+    return bits.view(np.float32), rows
 
 
 # --- float16 (exact; NumPy/BLAS: Numba has no float16 on the CPU) ----------------------------

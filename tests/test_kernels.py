@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+import edgevec
+
 from edgevec import codecs, search, validate
 from edgevec.errors import DimensionMismatch, InvalidInput
 from edgevec.kernels import reference as ref
@@ -334,3 +336,54 @@ def test_a_new_process_rents_numpy_then_buys_numba(rng, monkeypatch):
     codes = codecs.sign_bits(rng.normal(size=(500, 64)).astype(np.float32))
     search.hamming_topk(codes, codes[0].copy(), 3)
     assert search.ENGINE.numpy_seconds > 0 and not search.ENGINE.numba_loaded
+
+
+# --- the table scan over transform codes (issue 14) -------------------------------------
+
+def _transform_case(seed: int, n: int, d: int = 40, budget: int = 90):
+    from edgevec import codecs
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(max(n, 300), d)) * np.geomspace(3, 0.05, d)).astype(np.float32)
+    code = codecs.fit_transform_code(x[:300], budget)
+    idx = codecs.transform_encode(x[:n], code)
+    q = rng.normal(size=(3, d)).astype(np.float32)
+    lut, offset = codecs.transform_lut(q, code)
+    return codecs.transform_pack(idx, code), lut, offset, idx, code, q
+
+
+@pytest.mark.parametrize("n", [1, 7, 1000, 4099])
+def test_lut_scan_matches_the_reference_bit_for_bit(n):
+    from edgevec import search
+    from edgevec.kernels import reference as ref
+    codes, lut, _, _, _, _ = _transform_case(n, n)
+    rng = np.random.default_rng(n)
+    for allow in (None, rng.random(n) < 0.3):
+        for k in (1, 10, n + 5):
+            for threads in (1, 2):
+                got = search.lut_topk(codes, lut[0], k, allow=allow, threads=threads)
+                want = ref.lut_topk(codes, lut[0], k, allow)
+                np.testing.assert_array_equal(got[0].view(np.int32), want[0].view(np.int32))
+                np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_lut_sums_plus_offset_are_the_decoded_dot_products():
+    from edgevec import codecs
+    from edgevec.kernels import reference as ref
+    codes, lut, offset, idx, code, q = _transform_case(3, 500)
+    assert codes.shape[1] == sum(-(-c // 8) for c in codecs.transform_planes(code)[1])
+    decoded = code["mean"] + codecs.transform_decode(idx, code) @ code["rotation"]
+    for i in range(len(q)):
+        est = ref.lut_scores(codes, lut[i]).astype(np.float64) + offset[i]
+        np.testing.assert_allclose(est, decoded @ q[i], rtol=1e-4, atol=1e-4)
+    assert (lut >= 0).all()
+
+
+def test_lut_scan_refuses_bad_tables():
+    from edgevec import search
+    codes, lut, _, _, _, _ = _transform_case(4, 50)
+    with pytest.raises(edgevec.DimensionMismatch, match="256"):
+        search.lut_topk(codes, lut[0][:, :255], 3)
+    bad = lut[0].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(edgevec.InvalidInput, match="finite"):
+        search.lut_topk(codes, bad, 3)

@@ -38,3 +38,18 @@ def dot_i8_topk(codes, q, k, allow=None) -> tuple[np.ndarray, np.ndarray]:
     s = dot_i8(codes[rows], q)
     pick = _order(-s, rows, k)
     return s[pick].astype(np.int32), rows[pick].astype(np.int64)
+
+
+def lut_scores(codes, lut) -> np.ndarray:
+    """float32 sum of one table entry per code byte, added in byte order."""
+    acc = np.zeros(len(codes), dtype=np.float32)
+    for t in range(codes.shape[1]):
+        acc += lut[t][codes[:, t]]
+    return acc
+
+
+def lut_topk(codes, lut, k, allow=None) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.arange(len(codes)) if allow is None else np.flatnonzero(allow)
+    s = lut_scores(codes[rows], lut)
+    pick = _order(-s.astype(np.float64), rows, k)
+    return s[pick], rows[pick].astype(np.int64)
