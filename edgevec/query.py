@@ -104,7 +104,7 @@ def plan(source: Any, queries: Any, *, texts: list[str] | None, mode: str | None
     """`search` over any `source` with `Local`'s attributes (meta, dim, path, dense,
     lexical, rows, missing): the mode chosen and checked, the dense and lexical lists
     fetched, fused, cut by `min_score` and read into results. A source served elsewhere
-    (edgevec.integrations.ray) plugs in here and answers exactly like a local one."""
+    (edgevec.integrations.ray_shards) plugs in here and answers exactly like a local one."""
     meta = source.meta
     lexical_index = bool(meta.get("lexical"))
     if mode is None:
