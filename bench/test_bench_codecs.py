@@ -183,7 +183,7 @@ def test_transform_code_scan_latency_at_1m():
     code = C.fit_transform_code(x[:2000], 880)
     t_fit = time.perf_counter() - t
     t = time.perf_counter()
-    codes = C.transform_pack(C.transform_encode(x, code), code)
+    codes = C.transform_blocks(C.transform_pack(C.transform_encode(x, code), code))
     t_encode = time.perf_counter() - t
     signs = C.sign_bits(x)
     cal = C.calibrate_int8(x[:20_000])
@@ -195,12 +195,12 @@ def test_transform_code_scan_latency_at_1m():
     t_lut = (time.perf_counter() - t) / len(q)
     qbits = C.sign_bits(q)
     for i in range(2):  # compile / load every kernel outside the timings
-        S.lut_topk(codes, luts[i], 10)
+        S.lut_topk(codes, n, luts[i], 10)
         S.hamming_topk(signs, qbits[i], 10)
         S.dot_i8_topk(i8, S.quantize_query(q[i], cal), 10)
     times = {"lut": [], "hamming": [], "int8": []}
     for i in range(len(q)):
-        for name, run in (("lut", lambda: S.lut_topk(codes, luts[i], 10)),
+        for name, run in (("lut", lambda: S.lut_topk(codes, n, luts[i], 10)),
                           ("hamming", lambda: S.hamming_topk(signs, qbits[i], 10)),
                           ("int8", lambda: S.dot_i8_topk(i8, S.quantize_query(q[i], cal),
                                                          10))):
@@ -214,6 +214,6 @@ def test_transform_code_scan_latency_at_1m():
           f"(384 B) {p['int8'][0]:.2f} / {p['int8'][1]:.2f} "
           f"({p['lut'][0] / p['int8'][0]:.2f}x); tables per query {t_lut * 1e3:.2f} ms; "
           f"fitting the code on 2,000 rows {t_fit:.2f} s, encoding 1M rows {t_encode:.1f} s")
-    got = S.lut_topk(codes, luts[0], 10)
-    want = ref.lut_topk(codes, luts[0], 10)
+    got = S.lut_topk(codes, n, luts[0], 10)
+    want = ref.lut_topk(codes.transpose(0, 2, 1).reshape(-1, codes.shape[1])[:n], luts[0], 10)
     assert got[1].tolist() == want[1].tolist()

@@ -312,6 +312,19 @@ def transform_pack(idx: np.ndarray, code: dict) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(out, axis=1))
 
 
+TRANSFORM_BLOCK = 512  # rows per byte-major block (edgevec.kernels.transform)
+
+
+def transform_blocks(packed: np.ndarray, width: int = TRANSFORM_BLOCK) -> np.ndarray:
+    """uint8 [n, bytes] packed codes -> uint8 [ceil(n / width), bytes, width]: blocks of
+    `width` rows, byte-major (the last block padded with zero codes)."""
+    n, nbytes = packed.shape
+    nb = -(-n // width)
+    padded = np.zeros((nb * width, nbytes), dtype=np.uint8)
+    padded[:n] = packed
+    return np.ascontiguousarray(padded.reshape(nb, width, nbytes).transpose(0, 2, 1))
+
+
 def transform_lut(queries: np.ndarray, code: dict) -> tuple[np.ndarray, np.ndarray]:
     """float32 queries [nq, d] -> (lut float32 [nq, bytes, 256], offset float64 [nq]):
     a row's estimated dot product <q, decoded row> is offset + the sum over its bytes t

@@ -323,27 +323,34 @@ def dot_i8_topk(codes: np.ndarray, qq: QuantQuery, k: int, *,
 # --- transform codes (issue 14): one table lookup per code byte ---------------------------
 
 
-def lut_topk(codes: np.ndarray, lut: np.ndarray, k: int, *,
+def lut_topk(blocks: np.ndarray, n: int, lut: np.ndarray, k: int, *,
              allow: np.ndarray | None = None, threads: int | None = None
              ) -> tuple[np.ndarray, np.ndarray]:
-    """codes uint8[n, B], lut float32[B, 256] (entries >= 0, edgevec.codecs.transform_lut)
-    -> (table sums float32[k'], rows int64[k']), best first, ties by lower row."""
+    """n rows of transform codes in byte-major blocks uint8[nb, B, L]
+    (edgevec.codecs.transform_blocks), lut float32[B, 256] (entries >= 0,
+    codecs.transform_lut) -> (table sums float32[k'], rows int64[k']), best first, ties by
+    lower row."""
     from .kernels.hamming import new_heaps
     from .kernels.topk import split_score_keys
     from .kernels.transform import lut_topk as kernel
-    codes = check_codes(codes, np.uint8, "codes")
+    blocks = check_codes(blocks, np.uint8, "blocks", ndim=3)
+    nb, nbytes, width = blocks.shape
+    fits = isinstance(n, (int, np.integer)) and not isinstance(n, bool) and (
+        n == nb == 0 or (nb - 1) * width < n <= nb * width)
+    if not fits:
+        raise InvalidInput(f"{nb} blocks of {width} rows cannot hold n={n!r} rows")
     lut = np.ascontiguousarray(lut, dtype=np.float32)
-    if lut.shape != (codes.shape[1], 256):
-        raise DimensionMismatch(f"the tables are {lut.shape}, the codes have "
-                                f"{codes.shape[1]} bytes: ({codes.shape[1]}, 256) expected")
+    if lut.shape != (nbytes, 256):
+        raise DimensionMismatch(f"the tables are {lut.shape}, the codes have {nbytes} "
+                                f"bytes: ({nbytes}, 256) expected")
     if not (np.isfinite(lut).all() and (lut >= 0).all()):
         raise InvalidInput("table entries must be finite and >= 0 (transform_lut makes them)")
-    kk, mask = _eligible(k, len(codes), allow)
+    kk, mask = _eligible(k, int(n), allow)
     if kk == 0:
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
     with threads_for(threads) as t:
-        heaps = new_heaps(1, _blocks(t, len(codes)), kk)[0]
-        kernel(codes, lut, mask, heaps)
+        heaps = new_heaps(1, _blocks(t, nb), kk)[0]
+        kernel(blocks, int(n), lut, mask, heaps)
     bits, rows = split_score_keys(np.sort(heaps.ravel())[:kk])
     return bits.view(np.float32), rows
 

@@ -360,7 +360,8 @@ def test_lut_scan_matches_the_reference_bit_for_bit(n):
     for allow in (None, rng.random(n) < 0.3):
         for k in (1, 10, n + 5):
             for threads in (1, 2):
-                got = search.lut_topk(codes, lut[0], k, allow=allow, threads=threads)
+                got = search.lut_topk(codecs.transform_blocks(codes, 64), n, lut[0], k,
+                                      allow=allow, threads=threads)
                 want = ref.lut_topk(codes, lut[0], k, allow)
                 np.testing.assert_array_equal(got[0].view(np.int32), want[0].view(np.int32))
                 np.testing.assert_array_equal(got[1], want[1])
@@ -381,9 +382,13 @@ def test_lut_sums_plus_offset_are_the_decoded_dot_products():
 def test_lut_scan_refuses_bad_tables():
     from edgevec import search
     codes, lut, _, _, _, _ = _transform_case(4, 50)
+    blocks = codecs.transform_blocks(codes, 16)
     with pytest.raises(edgevec.DimensionMismatch, match="256"):
-        search.lut_topk(codes, lut[0][:, :255], 3)
+        search.lut_topk(blocks, 50, lut[0][:, :255], 3)
     bad = lut[0].copy()
     bad[0, 0] = np.nan
     with pytest.raises(edgevec.InvalidInput, match="finite"):
-        search.lut_topk(codes, bad, 3)
+        search.lut_topk(blocks, 50, bad, 3)
+    for n in (48, 65, "50"):
+        with pytest.raises(edgevec.InvalidInput, match="cannot hold"):
+            search.lut_topk(blocks, n, lut[0], 3)
