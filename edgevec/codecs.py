@@ -123,6 +123,19 @@ def float8_table(kind: str) -> np.ndarray:
     return value.astype(np.float32)
 
 
+def float8_int_table(kind: str) -> tuple[np.ndarray, int]:
+    """(int64 [256], shift): every finite float8 value is a whole multiple of
+    2**-shift (E4M3: 2**-9, E5M2: 2**-16), so table[code] = value * 2**shift exactly, and
+    a dot product of float8 codes with an integer query is exact integer arithmetic: the
+    same on every CPU, in NumPy and in the kernel. NaN and infinity codes map to 0 (an
+    encoder never makes them; a reader checks for them)."""
+    shift = {"e4m3": 9, "e5m2": 16}[kind]
+    table = float8_table(kind).astype(np.float64)
+    out = np.where(np.isfinite(table), table * 2.0 ** shift, 0.0)
+    assert (out == np.rint(out)).all()
+    return out.astype(np.int64), shift
+
+
 def float8_max(kind: str) -> float:
     t = float8_table(kind)
     return float(np.nanmax(t[np.isfinite(t)]))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DimensionMismatch, InvalidInput
-from .validate import check_k
+from .validate import check_choice, check_k, check_vectors
 
 MAX_ROWS_PER_CALL = 2**31 - 1
 _NO_MASK = np.zeros(0, dtype=np.uint8)
@@ -296,6 +296,45 @@ def dot_i8_rescore(codes: np.ndarray, qq: QuantQuery, rows: np.ndarray) -> np.nd
     else:  # a few hundred candidate rows: not worth loading Numba for (see ScanEngine)
         out = np.einsum("qmd,qd->qm", codes[r2].astype(np.int32), q2.astype(np.int32))
     return qq.scores(out if batch else out[0])
+
+
+F8_QUERY_MAX = (1 << 20) - 1  # query integers: at most 20 bits (fewer if d is huge)
+
+
+def dot_f8_rescore(codes: np.ndarray, kind: str, scale: np.ndarray, queries: np.ndarray,
+                   rows: np.ndarray) -> np.ndarray:
+    """Scores (float64) of candidate `rows` of float8 codes (`kind` "e4m3" or "e5m2",
+    per-dimension `scale` float32[d]) for float32 queries: rows int64[m] for one query
+    [d], or int64[nq, m] for a batch [nq, d]. Each query folds in the scale and is rounded
+    to integers of 20 bits; the codes decode through an integer table
+    (codecs.float8_int_table): the dot products are exact, the same on every CPU and
+    engine, and the only rounding is the query's."""
+    from .codecs import FLOAT8, float8_int_table
+    kind = check_choice(kind, tuple(FLOAT8), "float8 kind")
+    codes = check_codes(codes, np.uint8, "codes")
+    rows = _check_rows(rows, len(codes))
+    q = check_vectors(queries, codes.shape[1], "queries")
+    batch = np.ndim(queries) == 2
+    if rows.ndim != (2 if batch else 1) or (batch and len(rows) != len(q)):
+        raise InvalidInput(f"candidate rows of shape {list(rows.shape)} do not fit "
+                           f"queries of shape {list(np.shape(queries))}")
+    table, shift = float8_int_table(kind)
+    # the largest query integer for which no dot product can leave int64
+    limit = min(F8_QUERY_MAX, ((1 << 63) - 1) // (codes.shape[1] * int(np.abs(table).max())))
+    folded = q.astype(np.float64) * np.asarray(scale, dtype=np.float64)
+    top = np.abs(folded).max(axis=1)
+    step = np.where(top > 0, top / limit, 1.0)
+    qi = np.rint(folded / step[:, None]).astype(np.int64)
+    r2 = rows if batch else rows[None, :]
+    out = np.empty(r2.shape, dtype=np.int64)
+    if ENGINE.numba_loaded or ENGINE.mode == "numba" or r2.size * codes.shape[1] > 1 << 22:
+        from .kernels.dot_i8 import dot_f8_rescore_batch as kernel
+        if r2.size:
+            kernel(codes, table, qi, r2, out)
+    else:  # a few hundred candidate rows: not worth loading Numba for (see ScanEngine)
+        out = np.einsum("qmd,qd->qm", table[codes[r2]], qi)
+    scores = out.astype(np.float64) * (step[:, None] * 2.0 ** -shift)
+    return scores if batch else scores[0]
 
 
 def dot_i8_topk(codes: np.ndarray, qq: QuantQuery, k: int, *,

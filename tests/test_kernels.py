@@ -392,3 +392,42 @@ def test_lut_scan_refuses_bad_tables():
     for n in (48, 65, "50"):
         with pytest.raises(edgevec.InvalidInput, match="cannot hold"):
             search.lut_topk(blocks, n, lut[0], 3)
+
+
+# --- float8 rescoring (issue 14): integer tables, exact sums ---------------------------
+
+@pytest.mark.parametrize("kind", ["e4m3", "e5m2"])
+def test_float8_rescoring_is_exact_and_the_same_in_both_engines(kind, monkeypatch):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(300, 37)).astype(np.float32)  # odd dimension
+    scale = (np.abs(x).max(axis=0) / codecs.float8_max(kind)).astype(np.float32)
+    codes = codecs.quantize_float8(x, scale, kind)
+    q = rng.normal(size=(4, 37)).astype(np.float32)
+    rows = rng.integers(0, 300, size=(4, 25))
+    decoded = codecs.dequantize_float8(codes, scale, kind).astype(np.float64)
+    want = np.einsum("qmd,qd->qm", decoded[rows], q.astype(np.float64))
+    results = []
+    for mode in ("numba", "numpy"):
+        monkeypatch.setattr(search.ENGINE, "mode", mode)
+        monkeypatch.setattr(search.ENGINE, "numba_loaded", False)
+        results.append(search.dot_f8_rescore(codes, kind, scale, q, rows))
+        one = search.dot_f8_rescore(codes, kind, scale, q[1], rows[1])
+        np.testing.assert_array_equal(one, results[-1][1])
+    np.testing.assert_array_equal(results[0], results[1])  # exact integer sums, both ways
+    # the only rounding is the query's (20 bits): far below float8's own
+    np.testing.assert_allclose(results[0], want, atol=1e-4 * np.abs(want).max())
+
+
+def test_float8_rescoring_refuses_bad_input():
+    codes = np.zeros((5, 8), np.uint8)
+    scale = np.ones(8, np.float32)
+    with pytest.raises(InvalidInput, match="kind"):
+        search.dot_f8_rescore(codes, "e3m4", scale, np.ones(8), np.array([0]))
+    with pytest.raises(DimensionMismatch):
+        search.dot_f8_rescore(codes, "e4m3", scale, np.ones(7), np.array([0]))
+    with pytest.raises(InvalidInput, match=r"\[0, 5\)"):
+        search.dot_f8_rescore(codes, "e4m3", scale, np.ones(8), np.array([5]))
+    with pytest.raises(InvalidInput, match="finite|NaN"):
+        search.dot_f8_rescore(codes, "e4m3", scale, np.full(8, np.nan), np.array([0]))
+    with pytest.raises(InvalidInput, match="do not fit"):
+        search.dot_f8_rescore(codes, "e4m3", scale, np.ones((2, 8)), np.array([0, 1]))

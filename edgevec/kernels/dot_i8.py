@@ -51,3 +51,19 @@ def dot_i8_topk(codes, q, allow, heaps):
             key = score_key(dot_i8_row(codes, i, q, d), i)
             if key < heap[0]:
                 heap_replace_top(heap, key)
+
+
+@njit(cache=True, parallel=True)
+def dot_f8_rescore_batch(codes, table, q, rows, out):
+    """codes uint8[n, d] float8 codes, table int64[256] (codecs.float8_int_table), q
+    int64[nq, d], rows int64[nq, m] (each < n) -> out int64[nq, m]: exact integer dot
+    products of each query with its own candidate rows, the codes decoded by the table."""
+    d = codes.shape[1]
+    for i in prange(q.shape[0]):
+        qi = q[i]
+        for r in range(rows.shape[1]):
+            row = rows[i, r]
+            acc = np.int64(0)
+            for j in range(d):
+                acc += qi[j] * table[codes[row, j]]
+            out[i, r] = acc
