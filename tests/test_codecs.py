@@ -86,6 +86,11 @@ def test_float8_tables_hold_the_standard_values():
     e5 = codecs.float8_table("e5m2")
     assert e5[0x3C] == 1.0 and e5[0x7B] == 57344 and np.isinf(e5[0x7C]) and np.isnan(e5[0x7D])
     assert codecs.float8_max("e4m3") == 448 and codecs.float8_max("e5m2") == 57344
+    for kind, table in (("e4m3", e4), ("e5m2", e5)):  # the integer tables are exact
+        ints, shift = codecs.float8_int_table(kind)
+        finite = np.isfinite(table)
+        np.testing.assert_array_equal(ints[finite] * 2.0 ** -shift, table[finite])
+        assert (ints[~finite] == 0).all()
 
 
 @pytest.mark.parametrize("kind", ["e4m3", "e5m2"])
