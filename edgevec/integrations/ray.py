@@ -144,26 +144,24 @@ def read_documents(sources: list[str], *, stats: Any = None, quiet: bool = False
         logging.getLogger("ray.data").setLevel(kept[2])
 
 
-def _read_unit(unit: dict, options: dict) -> list[dict]:
-    """One file's documents as rows, and what was skipped in it (a row with skip=True)."""
+def _read_unit(unit: dict, options: dict) -> Iterator[dict]:
+    """One file's documents as rows, and what was skipped in it (a row with skip=True,
+    where it happened), streamed: Ray Data cuts the output into blocks as it comes, so a
+    single large JSONL file is never held whole in a worker."""
     import json
 
     from ..ingest import Stats, read_unit
     stats = Stats()
-    rows: list[dict] = []
-
-    def skips() -> None:  # each where it happened: after the documents read before it
-        for where, why in stats.skipped[len(rows) - docs:]:
-            rows.append({"skip": True, "id": "", "text": why, "where": where, "meta": ""})
-    docs = 0
+    reported = 0
     for d in read_unit((unit["kind"], unit["path"], unit["name"]), stats=stats, quiet=True,
                        **options):
-        skips()
-        rows.append({"skip": False, "id": d.id, "text": d.text, "where": "",
-                     "meta": json.dumps(d.metadata, ensure_ascii=False)})
-        docs += 1
-    skips()
-    return rows
+        for where, why in stats.skipped[reported:]:
+            yield {"skip": True, "id": "", "text": why, "where": where, "meta": ""}
+        reported = len(stats.skipped)
+        yield {"skip": False, "id": d.id, "text": d.text, "where": "",
+               "meta": json.dumps(d.metadata, ensure_ascii=False)}
+    for where, why in stats.skipped[reported:]:
+        yield {"skip": True, "id": "", "text": why, "where": where, "meta": ""}
 
 
 def embed_chunks(chunks: Iterable[list], embedder: Any, *, address: str | None = None,
