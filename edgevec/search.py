@@ -394,6 +394,57 @@ def lut_topk(blocks: np.ndarray, n: int, lut: np.ndarray, k: int, *,
     return bits.view(np.float32), rows
 
 
+# --- multi-bit residual sign planes ---------------------------------------------------------
+
+QUERY_PLANES = 4  # planes a float query is cut into for the plane scan (see planes_topk)
+
+
+def planes_topk(codes: np.ndarray, scales: np.ndarray, queries: np.ndarray, dim: int,
+                k: int, *, query_planes: int = QUERY_PLANES, allow: np.ndarray | None = None,
+                threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k over residual sign codes (edgevec.codecs.residual_planes): codes uint64[n, b,
+    w], per-row plane scales float32[n, b], float32 queries [dim] or [nq, dim], each cut
+    into `query_planes` residual planes (1-8; 1 = its signs alone, more = closer to the
+    float query) -> (scores float32[k'] or [nq, k'], rows int64), best first, ties by
+    lower row. Scores approximate the inner product with the decoded rows."""
+    from .codecs import residual_planes, words_for
+    from .kernels.hamming import new_heaps
+    from .kernels.planes import planes_topk as kernel
+    from .kernels.topk import split_score_keys
+    codes = check_codes(codes, np.uint64, "codes", ndim=3)
+    n, b, w = codes.shape
+    dim = check_k(dim, "dim")
+    if w != words_for(dim) or not 1 <= b <= 8:
+        raise DimensionMismatch(f"codes of shape {list(codes.shape)} are not 1-8 planes of "
+                                f"{dim}-dimensional sign bits ({words_for(dim)} words)")
+    if n > MAX_ROWS_PER_CALL:
+        raise InvalidInput(f"codes have {n} rows; one scan takes at most {MAX_ROWS_PER_CALL}")
+    scales = check_codes(scales, np.float32, "scales")
+    if scales.shape != (n, b) or not np.isfinite(scales).all():
+        raise InvalidInput(f"scales must be finite float32 {[n, b]}, got shape "
+                           f"{list(scales.shape)}" + ("" if scales.shape != (n, b) else
+                                                      " with NaN or infinity"))
+    qp = check_k(query_planes, "query_planes")
+    if qp > 8:
+        raise InvalidInput(f"query_planes must be 1-8, got {qp}")
+    single = np.ndim(queries) == 1
+    q = check_vectors(queries, dim, "queries")
+    qcodes, qscales = residual_planes(q, qp)
+    kk, mask = _eligible(k, n, allow)
+    nq = len(q)
+    if kk == 0 or nq == 0:
+        out = np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
+    else:
+        with threads_for(threads) as t:
+            heaps = new_heaps(_blocks(t, n), nq, kk)
+            kernel(codes, scales, qcodes, qscales.astype(np.float64), dim, mask, heaps)
+        keys = np.sort(heaps.transpose(1, 0, 2).reshape(nq, -1), axis=1)[:, :kk]
+        bits, rows = split_score_keys(keys)
+        bits = np.where(bits < 0, bits ^ np.int32(0x7FFFFFFF), bits).astype(np.int32)
+        out = bits.view(np.float32), rows
+    return (out[0][0], out[1][0]) if single else out
+
+
 # --- float16 (exact; NumPy/BLAS: Numba has no float16 on the CPU) ----------------------------
 
 

@@ -431,3 +431,75 @@ def test_float8_rescoring_refuses_bad_input():
         search.dot_f8_rescore(codes, "e4m3", scale, np.full(8, np.nan), np.array([0]))
     with pytest.raises(InvalidInput, match="do not fit"):
         search.dot_f8_rescore(codes, "e4m3", scale, np.ones((2, 8)), np.array([0, 1]))
+
+
+# --- the scan over multi-bit residual sign planes (issue 14) ------------------------------
+
+@pytest.mark.parametrize("dim, n", [(8, 1), (72, 7), (37, 1000), (384, 4099)])
+def test_plane_scan_matches_the_reference_bit_for_bit(dim, n):
+    rng = np.random.default_rng(dim + n)
+    x = _codes(rng, n, dim)
+    q = rng.normal(size=(5, dim)).astype(np.float32)
+    q[4] = x[0]  # a query that is a row
+    for b, qp in ((1, 1), (2, 2), (3, 4), (4, 1)):
+        codes, scales = codecs.residual_planes(x, b)
+        qcodes, qscales = codecs.residual_planes(q, qp)
+        for allow in (None, rng.random(n) < 0.3):
+            for k in (1, 10, n + 5):
+                for threads in (1, 2):
+                    got = search.planes_topk(codes, scales, q, dim, k, query_planes=qp,
+                                             allow=allow, threads=threads)
+                    want = ref.planes_topk(codes, scales, qcodes,
+                                           qscales.astype(np.float64), dim, k, allow)
+                    np.testing.assert_array_equal(got[0].view(np.int32),
+                                                  want[0].view(np.int32))
+                    np.testing.assert_array_equal(got[1], want[1])
+                    one = search.planes_topk(codes, scales, q[2], dim, k, query_planes=qp,
+                                             allow=allow)
+                    np.testing.assert_array_equal(one[1], got[1][2])
+
+
+def test_plane_scores_are_the_inner_products_of_the_decoded_codes():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(200, 70)).astype(np.float32)
+    q = rng.normal(size=(3, 70)).astype(np.float32)
+    codes, scales = codecs.residual_planes(x, 3)
+    qcodes, qscales = codecs.residual_planes(q, 2)
+    want = codecs.residual_decode(qcodes, qscales, 70) @ codecs.residual_decode(
+        codes, scales, 70).T
+    got = ref.planes_scores(codes, scales, qcodes, qscales.astype(np.float64), 70)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    # each plane brings the scores closer to the float inner products
+    err = [np.abs(search.planes_topk(codes, scales, q, 70, 200, query_planes=qp)[0]
+                  - np.sort(q @ codecs.residual_decode(codes, scales, 70).T)[:, ::-1]).mean()
+           for qp in (1, 4)]
+    assert err[1] < err[0] / 2
+
+
+def test_plane_scan_negative_scores_and_ties_order_like_floats():
+    x = np.array([[1, 1], [-1, -1], [1, -1], [-1, -1]], np.float32)
+    codes, scales = codecs.residual_planes(x, 1)
+    s, rows = search.planes_topk(codes, scales, np.array([1, 1], np.float32), 2, 4,
+                                 query_planes=1)
+    assert rows.tolist() == [0, 2, 1, 3] and s.tolist() == [2.0, 0.0, -2.0, -2.0]
+
+
+def test_plane_scan_refuses_bad_input():
+    codes, scales = codecs.residual_planes(np.ones((5, 70), np.float32), 2)
+    q = np.ones(70, np.float32)
+    with pytest.raises(DimensionMismatch):
+        search.planes_topk(codes, scales, q, 64, 3)  # 70 dims are 2 words, 64 are 1
+    with pytest.raises(DimensionMismatch):
+        search.planes_topk(codes, scales, np.ones(69, np.float32), 70, 3)
+    bad = scales.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(InvalidInput, match="NaN"):
+        search.planes_topk(codes, bad, q, 70, 3)
+    with pytest.raises(InvalidInput, match=r"\[5, 2\]"):
+        search.planes_topk(codes, scales[:, :1].copy(), q, 70, 3)
+    with pytest.raises(InvalidInput, match="query_planes"):
+        search.planes_topk(codes, scales, q, 70, 3, query_planes=9)
+    with pytest.raises(InvalidInput, match="NaN|finite"):
+        search.planes_topk(codes, scales, np.full(70, np.nan, np.float32), 70, 3)
+    with pytest.raises(InvalidInput, match="3-dimensional"):
+        search.planes_topk(codes[:, 0].copy(), scales, q, 70, 3)

@@ -53,3 +53,29 @@ def lut_topk(codes, lut, k, allow=None) -> tuple[np.ndarray, np.ndarray]:
     s = lut_scores(codes[rows], lut)
     pick = _order(-s.astype(np.float64), rows, k)
     return s[pick], rows[pick].astype(np.int64)
+
+
+def planes_scores(codes, scales, qcodes, qscales, dim) -> np.ndarray:
+    """float32 [nq, n] scores of residual sign planes (kernels.planes): the same float64
+    operations in the same order as the kernel, rounded to float32."""
+    n, b, _ = codes.shape
+    nq, bq, _ = qcodes.shape
+    out = np.zeros((nq, n))
+    for p in range(b):
+        inner = np.zeros((nq, n))
+        for r in range(bq):
+            x = np.ascontiguousarray(codes[None, :, p, :] ^ qcodes[:, None, r, :])
+            h = np.unpackbits(x.view(np.uint8), axis=-1).sum(axis=-1, dtype=np.int64)
+            inner = inner + qscales[:, r, None] * (dim - 2 * h).astype(np.float64)
+        out = out + scales[None, :, p].astype(np.float64) * inner
+    return out.astype(np.float32)
+
+
+def planes_topk(codes, scales, qcodes, qscales, dim, k, allow=None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per query (scores float32[nq, k'], rows int64[nq, k']), best first, ties by row."""
+    rows = np.arange(len(codes)) if allow is None else np.flatnonzero(allow)
+    s = planes_scores(codes[rows], scales[rows], qcodes, qscales, dim)
+    picks = [_order(-si.astype(np.float64), rows, k) for si in s]
+    return (np.stack([si[p] for si, p in zip(s, picks)]),
+            np.stack([rows[p] for p in picks]).astype(np.int64))
