@@ -176,9 +176,17 @@ def fit_pca(x: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), (top * flip[:, None]).astype(np.float32)
 
 
+def rotate(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """x [n, d] @ matrix[k, d].T as float32, summed in float64 in a fixed order (NumPy's
+    einsum loop, not BLAS, whose kernels and so whose roundings change with the CPU): the
+    same bits on every machine, so stored codes and query tables do not depend on it."""
+    return np.einsum("nd,kd->nk", np.asarray(x, dtype=np.float64),
+                     np.asarray(matrix, dtype=np.float64), optimize=False).astype(np.float32)
+
+
 def project(x: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
     """x [n, d] -> [n, dims] in the fitted basis, L2-normalised (cosine stays cosine)."""
-    y = (np.asarray(x, dtype=np.float32) - mean) @ components.T
+    y = rotate(np.asarray(x, dtype=np.float32) - mean, components)
     norm = np.linalg.norm(y, axis=1, keepdims=True)
     return (y / np.maximum(norm, 1e-12)).astype(np.float32)
 
@@ -249,34 +257,50 @@ def distortion(bits: int, quantizer: str) -> float:
     return _LEVELS[bits, quantizer][1]
 
 
-def allocate_bits(variance: np.ndarray, budget: int, quantizer: str = "uniform") -> np.ndarray:
+def allocate_bits(variance: np.ndarray, budget: int, quantizer: str = "uniform",
+                  max_bytes: int | None = None) -> np.ndarray:
     """int [d] bits per dimension (0..MAX_BITS) summing to min(budget, MAX_BITS * d):
     each bit goes where it removes the most expected squared error (ties: lower
-    dimension)."""
+    dimension). With `max_bytes`, bits are added by the same rule for as long as the
+    packed code (transform_pack: each bit plane rounded up to whole bytes) fits in that
+    many bytes, so no plane pads with unused bits; `budget` is then ignored."""
     dist = np.array([distortion(b, quantizer) for b in range(MAX_BITS + 1)])
     variance = np.asarray(variance, dtype=np.float64)
     bits = np.zeros(len(variance), dtype=np.int64)
-    for _ in range(min(budget, MAX_BITS * len(variance))):
+    counts = np.zeros(MAX_BITS + 1, dtype=np.int64)  # axes with more than p bits
+    steps = MAX_BITS * len(variance) if max_bytes is not None else \
+        min(budget, MAX_BITS * len(variance))
+    for _ in range(steps):
         nxt = np.minimum(bits + 1, MAX_BITS)
         gain = np.where(bits < MAX_BITS, variance * (dist[bits] - dist[nxt]), -1.0)
-        bits[int(np.argmax(gain))] += 1
+        if max_bytes is not None:
+            used = int(np.sum(-(-counts // 8)))
+            grows = (counts % 8 == 0)[bits]  # this bit opens a new byte of its plane
+            gain = np.where(grows & (used + 1 > max_bytes), -1.0, gain)
+        best = int(np.argmax(gain))
+        if gain[best] < 0:
+            break
+        counts[bits[best]] += 1
+        bits[best] += 1
     return bits
 
 
-def fit_transform_code(sample: np.ndarray, budget: int, quantizer: str = "uniform") -> dict:
-    """A transform code fitted on `sample` [n, d] for `budget` bits per row: mean [d],
-    rotation [d, d] (rows: principal axes), scale [d] (each axis' standard deviation),
-    bits [d]."""
+def fit_transform_code(sample: np.ndarray, budget: int, quantizer: str = "uniform",
+                       max_bytes: int | None = None) -> dict:
+    """A transform code fitted on `sample` [n, d] for `budget` bits per row (or as many
+    as fit in `max_bytes` packed, see allocate_bits): mean [d], rotation [d, d] (rows:
+    principal axes), scale [d] (each axis' standard deviation), bits [d]."""
     mean, rotation = fit_pca(sample, sample.shape[1])
-    y = (np.asarray(sample, dtype=np.float32) - mean) @ rotation.T
+    y = rotate(np.asarray(sample, dtype=np.float32) - mean, rotation)
     scale = np.maximum(y.std(axis=0), 1e-12).astype(np.float32)
     return {"mean": mean, "rotation": rotation, "scale": scale, "quantizer": quantizer,
-            "bits": allocate_bits(scale.astype(np.float64) ** 2, budget, quantizer)}
+            "bits": allocate_bits(scale.astype(np.float64) ** 2, budget, quantizer,
+                                  max_bytes)}
 
 
 def transform_encode(x: np.ndarray, code: dict) -> np.ndarray:
     """float32 [n, d] -> uint8 [n, d] level index per axis (0 where an axis has no bits)."""
-    y = (np.asarray(x, dtype=np.float32) - code["mean"]) @ code["rotation"].T / code["scale"]
+    y = rotate(np.asarray(x, dtype=np.float32) - code["mean"], code["rotation"]) / code["scale"]
     out = np.zeros(y.shape, dtype=np.uint8)
     for b in range(1, MAX_BITS + 1):
         axes = np.flatnonzero(code["bits"] == b)
@@ -351,12 +375,13 @@ def transform_lut(queries: np.ndarray, code: dict) -> tuple[np.ndarray, np.ndarr
     order, planes = transform_planes(code)
     bits = np.asarray(code["bits"])
     q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-    rotated = (q @ code["rotation"].T).astype(np.float32)
+    rotated = rotate(q, code["rotation"])
     step = np.array([0.0] + [float(np.diff(levels(b, "uniform"))[0])
                              for b in range(1, MAX_BITS + 1)], dtype=np.float32)
     w = rotated * (code["scale"] * step[bits])  # a level index' weight, per axis
     half = (2.0 ** bits - 1) / 2  # index - half = the level in steps
-    offset = (q.astype(np.float64) @ code["mean"].astype(np.float64)
+    offset = (np.einsum("nd,d->n", q.astype(np.float64), code["mean"].astype(np.float64),
+                        optimize=False)
               - (w.astype(np.float64) * half).sum(axis=1))
     weights = []  # per plane byte: the weights of its 8 bits (0 past the plane's axes)
     for p, count in enumerate(planes):
@@ -375,3 +400,38 @@ def transform_lut(queries: np.ndarray, code: dict) -> tuple[np.ndarray, np.ndarr
     shift = lut.min(axis=2)
     lut -= shift[:, :, None]
     return lut, offset + shift.astype(np.float64).sum(axis=1)
+
+
+def transform_bytes(bits) -> int:
+    """Bytes per row of a packed transform code with these bits per axis."""
+    bits = np.asarray(bits)
+    return sum(-(-int(np.count_nonzero(bits > p)) // 8) for p in range(int(bits.max(initial=0))))
+
+
+def transform_unpack(packed: np.ndarray, code: dict) -> np.ndarray:
+    """uint8 [n, bytes] bit planes (transform_pack) -> uint8 [n, d] level indexes."""
+    order, planes = transform_planes(code)
+    bits = np.asarray(code["bits"])
+    idx = np.zeros((len(packed), len(bits)), dtype=np.uint8)
+    start = 0
+    for p, count in enumerate(planes):
+        nbytes = -(-count // 8)
+        plane = np.unpackbits(packed[:, start:start + nbytes], axis=1,
+                              bitorder="little")[:, :count]
+        axes = order[:count]
+        idx[:, axes] |= plane << (bits[axes] - 1 - p).astype(np.uint8)
+        start += nbytes
+    return idx
+
+
+def block_rows(blocks: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows of byte-major blocks (transform_blocks) -> uint8 [len(rows), bytes] packed."""
+    width = blocks.shape[2]
+    rows = np.asarray(rows, dtype=np.int64)
+    return np.ascontiguousarray(blocks[rows // width, :, rows % width])
+
+
+def compact_bytes(dim: int) -> int:
+    """Bytes per row of the compact preset's transform code: 110 at 384 dimensions
+    (about a quarter of the 432 of sign bits + int8), the same share at any other."""
+    return -(-110 * dim // 384)
