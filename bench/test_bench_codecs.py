@@ -90,6 +90,11 @@ def ladder(docs: np.ndarray, queries: np.ndarray) -> list[tuple]:
                                                           scales.shape), d)
         rows.append((f"{b}-bit residual alone, one scale per plane", b * words,
                      top(queries @ rec_g.T, K)))
+    code = C.fit_transform_code(docs[:2000], 0, max_bytes=C.compact_bytes(d))
+    rec = C.transform_decode(C.transform_encode(docs, code), code)
+    rows.append(("compact preset (transform code as stored, whole planes)",
+                 C.transform_bytes(code["bits"]), top(C.rotate(queries, code["rotation"])
+                                                      @ rec.T, K)))
     rows.append(("2-bit -> int8, C=50", 2 * words + 4 + d,
                  funnel(queries @ planes[2].T, lambda i, r: i8[r] @ queries[i], 50)))
     sample = docs[:2000]

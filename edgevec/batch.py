@@ -24,7 +24,7 @@ from .lexical.bm25 import BM25
 from .search import ENGINE
 from .storage.columns import encode_columns
 from .storage.postings import Postings
-from .storage.layout import METRICS
+from .storage.layout import CODEC_SETS, METRICS
 from .storage.reader import Snapshot
 from .storage.segments import batch_pending, compact_pending, postings_pending
 from .storage.writer import NEW_SEGMENT, Pending
@@ -50,28 +50,87 @@ from .validate import (
 RECALIBRATE_SAMPLE_ROWS = 200_000
 
 
+# Index.create(codecs=...): the vector codes each preset keeps (bench/README.md, "The
+# compression ladder", has the measurements they were chosen from).
+PRESETS = {
+    # sign bits scanned, int8 rescoring: 432 B/row at 384-d, recall@10 0.95-0.98
+    "balanced": ("binary", "int8"),
+    # + float16 vectors rescoring the best 4k: 1,200 B/row, recall@10 0.99-1.0
+    "exact": ("binary", "int8", "f16"),
+    # one transform code scanned by tables: 110 B/row, recall@10 0.92-0.93
+    "compact": ("transform",),
+}
+# rows of the first batch a compact index fits its transform code on (at most), and the
+# fewest it accepts: a rotation fitted on fewer rows than dimensions is mostly noise
+TRANSFORM_FIT_ROWS = 20_000
+TRANSFORM_MIN_ROWS = 1_000
+
+
+def codec_set(spec: Any, store_f16: bool) -> list[str]:
+    """meta.codecs for Index.create's `codecs=` (a preset name, a list of code kinds, or
+    None: "balanced", or "exact" with store_f16)."""
+    if spec is None:
+        return list(PRESETS["exact" if store_f16 else "balanced"])
+    if isinstance(spec, str):
+        chosen = PRESETS.get(spec)
+        if chosen is None:
+            raise InvalidInput(f"codecs={spec!r:.40} is not a preset: choose one of "
+                               f"{sorted(PRESETS)} or a list such as {list(PRESETS['exact'])}")
+    else:
+        chosen = tuple(as_list(spec, "codecs"))
+        if chosen not in CODEC_SETS:
+            raise InvalidInput(f"codecs={list(chosen)!r:.80} is not a set edgevec stores: "
+                               f"one of {[list(c) for c in CODEC_SETS]}")
+    if store_f16 and "f16" not in chosen:
+        raise InvalidInput(f"store_f16=True keeps float16 vectors, which codecs={spec!r:.40} "
+                           "does not: use codecs=\"exact\" (or leave out one of the two)")
+    return list(chosen)
+
+
 def new_meta(dim: Any, metric: Any, store_f16: Any, user_metadata: Any,
-             lexical: Any = False, lexical_only: Any = False, bm25: Any = None
-             ) -> dict[str, Any]:
+             lexical: Any = False, lexical_only: Any = False, bm25: Any = None,
+             codecs_spec: Any = None) -> dict[str, Any]:
     """The header of a new, empty index (the arguments of `Index.create`, checked).
     `lexical`: False, True (the default analyzer) or an `Analyzer`. `lexical_only`: no
-    vectors at all (dim 0): texts searched by BM25 alone. `bm25`: see `lexical_meta`."""
+    vectors at all (dim 0): texts searched by BM25 alone. `bm25`: see `lexical_meta`.
+    `codecs_spec`: see `codec_set`."""
     f16 = check_flag(store_f16, "store_f16")
     if check_flag(lexical_only, "lexical_only"):
-        if dim is not None or f16 or lexical is False:
-            raise InvalidInput("a lexical_only index keeps no vectors: leave out dim=, model= "
-                               "and store_f16=, and keep lexical (True or an Analyzer)")
+        if dim is not None or f16 or lexical is False or codecs_spec is not None:
+            raise InvalidInput("a lexical_only index keeps no vectors: leave out dim=, model=, "
+                               "codecs= and store_f16=, and keep lexical (True or an Analyzer)")
         dim, codecs_ = 0, []
     elif dim is None:
         raise InvalidInput("Index.create needs dim= (your own vectors), model= (texts) or "
                            "lexical_only=True (texts, BM25 search only)")
     else:
-        dim, codecs_ = check_dim(dim), ["binary", "int8"] + (["f16"] if f16 else [])
-    return {"dim": dim, "metric": check_choice(metric, METRICS, "metric"),
+        dim, codecs_ = check_dim(dim), codec_set(codecs_spec, f16)
+    meta = {"dim": dim, "metric": check_choice(metric, METRICS, "metric"),
             "id_type": None, "codecs": codecs_, "rows": 0, "deleted": 0, "next_auto_id": 0,
             "fields": {}, "rescore_m": None, "embedder": None,
             "user": check_json_object(user_metadata, "user_metadata"),
             "lexical": lexical_meta(lexical, bm25)}
+    if "transform" in codecs_:
+        meta["transform"] = None  # fitted on the first batch
+    return meta
+
+
+def fit_transform(x: np.ndarray, path: str) -> tuple[dict, Pending, dict[str, Any]]:
+    """A compact index's first batch (checked, normalised) -> (its transform code, the
+    transform.model section, meta.transform), fitted on up to TRANSFORM_FIT_ROWS rows."""
+    n, dim = x.shape
+    if n < TRANSFORM_MIN_ROWS:
+        raise InvalidInput(f"{path} is a compact index: its first batch fits the code every "
+                           f"row is stored in, and needs at least {TRANSFORM_MIN_ROWS} rows "
+                           f"(got {n}); add a larger first batch, or create the index with "
+                           "codecs=\"balanced\"")
+    step = max(1, n // TRANSFORM_FIT_ROWS)
+    code = codecs.fit_transform_code(x[::step][:TRANSFORM_FIT_ROWS], 0,
+                                     max_bytes=codecs.compact_bytes(dim))
+    model = np.vstack([code["mean"][None], code["scale"][None], code["rotation"]])
+    return (code, Pending.of("transform.model", model.astype("<f4")),
+            {"bits": [int(b) for b in code["bits"]], "quantizer": code["quantizer"],
+             "block": codecs.TRANSFORM_BLOCK})
 
 
 def lexical_meta(lexical: Any, bm25: Any = None, keep: dict | None = None
@@ -214,8 +273,16 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
     pending: list[Pending] = []
     if (rows >= 0).any():  # replace: the old rows go in the commit that adds the new ones
         pending.append(_tombstones(rows[rows >= 0]))
-    binary = int8 = f16 = None
-    if x is not None:
+    binary = int8 = f16 = transform = None
+    if x is not None and "transform" in snap.meta["codecs"]:
+        code = snap.transform_code()
+        if code is None:
+            code, section, meta["transform"] = fit_transform(x, snap.path)
+            pending.append(section)
+        packed = codecs.transform_pack(codecs.transform_encode(x, code), code)
+        blocks = codecs.transform_blocks(packed)
+        transform = blocks.reshape(len(blocks), -1)
+    elif x is not None:
         calibration = snap.calibration()
         if calibration is None:
             calibration = codecs.calibrate_int8(x)
@@ -234,7 +301,7 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
         meta_json = [json_dumps(m, f"metadata[{i}]") if m else ""
                      for i, m in enumerate(meta_list)]
     pending += batch_pending(
-        binary=binary, int8=int8, f16=f16,
+        binary=binary, int8=int8, f16=f16, transform=transform,
         ids=id_list, id_type=id_type, texts=text_list, meta_json=meta_json, columns=columns,
         postings=postings)
     return Batch(pending, meta, id_list, n)
@@ -258,6 +325,9 @@ def measure_m(snap: Snapshot, new: np.ndarray | None = None,
     if not snap.dim:
         raise InvalidInput(f"{snap.path} is a lexical-only index: it has no vectors to "
                            "calibrate the funnel on")
+    if "binary" not in snap.meta["codecs"]:
+        raise InvalidInput(f"{snap.path} is a compact index: it scans one code and has no "
+                           "funnel depth to calibrate")
     live = snap.live_rows()
     n_new = 0 if new is None else len(new)
     total = len(live) + n_new

@@ -115,17 +115,22 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
           progress: bool = False, quiet: bool = False,
           user_metadata: dict[str, Any] | None = None,
           lexical_only: bool = False, ray: str | bool | None = None,
-          actors: int | None = None, threads_per_actor: int = 1) -> BuildReport:
+          actors: int | None = None, threads_per_actor: int = 1,
+          codecs: Any = None) -> BuildReport:
     """Build `output` from `sources` with the text model `model` (see module docstring).
     `progress` draws a progress line on stderr (the CLI turns it on on a terminal);
     `quiet` silences the warnings about skipped files. `lexical_only`: no model and no
     vectors, BM25 postings alone (see `_build_lexical`). `ray`: embed on a Ray cluster
     (True: a local Ray instance, or the cluster's address; edgevec[ray]) with `actors`
     actors of `threads_per_actor` threads: the same file as a local build (see
-    edgevec.integrations.ray)."""
+    edgevec.integrations.ray). `codecs`: how vectors are stored (Index.create's presets:
+    "balanced", "exact", "compact"; checked before any embedding)."""
+    from .batch import codec_set
     from .embed import Embedder
     from .index import Index
     output = os.fspath(output)
+    if codecs is not None and not lexical_only:
+        codec_set(codecs, bool(store_f16))
     if ray is not None and ray is not False:
         # the extra is checked before any work
         from .integrations.ray import embed_chunks, read_documents
@@ -204,7 +209,7 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
     t1 = time.perf_counter()
     tmp = output + ".writing"
     with Index.create(tmp, model=emb, store_f16=store_f16, overwrite=True,
-                      user_metadata=user_metadata) as idx:
+                      user_metadata=user_metadata, codecs=codecs) as idx:
         buf: list = []
         rows = 0
         for c in _complete_chunks(staging):

@@ -89,7 +89,8 @@ def cmd_build(args) -> int:
                    store_f16=args.f16, quiet=args.quiet, lexical_only=args.lexical_only,
                    progress=progress.wanted(args.quiet),
                    ray=None if args.ray is None else (args.ray or True),
-                   actors=args.actors, threads_per_actor=args.threads_per_actor)
+                   actors=args.actors, threads_per_actor=args.threads_per_actor,
+                   codecs=args.codecs)
     print(report.summary())
     return 0
 
@@ -231,6 +232,10 @@ def parser() -> argparse.ArgumentParser:
                    help="JSONL/CSV field to keep as metadata (repeat; default: all others)")
     s.add_argument("--max-words", type=int, default=180, help="passage length for .txt/.md")
     s.add_argument("--f16", action="store_true", help="also store float16 vectors")
+    s.add_argument("--codecs", choices=["balanced", "exact", "compact"],
+                   help="how vectors are stored: balanced (default; sign bits + int8, 432 "
+                        "B/row at 384-d), exact (+ float16, 1,200 B/row) or compact (one "
+                        "110 B/row code fitted on the first 1,000+ passages)")
     s.add_argument("--lexical-only", action="store_true",
                    help="no model and no vectors: BM25 (lexical) search only")
     s.add_argument("--overwrite", action="store_true")

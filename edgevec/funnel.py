@@ -28,6 +28,7 @@ from .search import (
     f16_scores,
     hamming_topk,
     hamming_topk_batch,
+    lut_topk,
     quantize_queries,
 )
 
@@ -42,11 +43,13 @@ F16_DEPTH = 4
 class Segment:
     """The arrays of one segment a search reads (views into the index file)."""
 
-    binary: np.ndarray
-    int8: np.ndarray
+    binary: np.ndarray | None
+    int8: np.ndarray | None
     f16: np.ndarray | None
     row_start: int = 0
     allow: np.ndarray | None = None
+    transform: np.ndarray | None = None  # a compact index's codes, blocks [nb, bytes, 512]
+    rows: int = 0  # rows of the segment (deleted ones too)
 
 
 def _as_batch(queries: np.ndarray) -> np.ndarray:
@@ -111,6 +114,32 @@ def _rescore_f16(segments: Sequence[Segment], q: np.ndarray, scores: np.ndarray,
             sel = seg_of[i] == si
             exact[i, sel] = f16_scores(segments[si].f16, q[i], keep[i, sel] - starts[si])
     return exact, keep
+
+
+def transform_search(segments: Sequence[Segment], code: dict, queries: np.ndarray, k: int,
+                     *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A compact index's search: every eligible row's transform code scored through the
+    query's tables (search.lut_topk; the estimated dot product with the decoded row) ->
+    (scores float32[nq, k'], global rows int64[nq, k'])."""
+    q = _as_batch(queries)
+    k = check_k(k)
+    lut, offset = codecs.transform_lut(q, code)
+    found_s, found_r = [], []
+    for qi in range(len(q)):
+        scores, rows = [], []
+        for seg in segments:
+            if seg.rows:
+                s, r = lut_topk(seg.transform, seg.rows, lut[qi], k, allow=seg.allow,
+                                threads=threads)
+                scores.append((s.astype(np.float64) + offset[qi]).astype(np.float32))
+                rows.append(r + seg.row_start)
+        found = best_k(np.concatenate(scores) if scores else np.zeros(0, np.float32),
+                       np.concatenate(rows) if rows else np.zeros(0, np.int64), k)
+        found_s.append(found[0])
+        found_r.append(found[1])
+    if not found_s:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64)
+    return np.stack(found_s), np.stack(found_r)
 
 
 def exact_search(segments: Sequence[Segment], calibration: np.ndarray | None,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .calibration import DEFAULT_M
-from .funnel import Segment, exact_search, funnel_search
+from .funnel import Segment, exact_search, funnel_search, transform_search
 from .fusion import rrf, weighted
 from .lexical import Analyzer, bm25
 from .lexical.bm25 import BM25
@@ -38,7 +38,8 @@ def segments(snap: Snapshot, filter: dict | None = None) -> list[Segment]:  # no
         if matches is not None:
             allow = matches[g] if allow is None else allow & matches[g]
         binary, int8, f16 = snap.segment_codes(g)
-        out.append(Segment(binary, int8, f16, info.row_start, allow))
+        out.append(Segment(binary, int8, f16, info.row_start, allow,
+                           snap.transform_blocks(g), info.rows))
     return out
 
 
@@ -174,7 +175,10 @@ def _dense(snap: Snapshot, segs: list[Segment], q: np.ndarray, k: int, depth: in
     nq = len(q)
     if not segs or not nq:
         return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
-    if exact:
+    if "transform" in snap.meta["codecs"]:  # a compact index: one scan, exact or not
+        scores, rows = transform_search(segs, snap.transform_code(), q, depth,
+                                        threads=threads)
+    elif exact:
         scores, rows = exact_search(segs, snap.calibration(), q, depth, threads=threads)
     else:
         # hybrid's dense list costs what a dense search of k does: the k * m best

@@ -146,7 +146,9 @@ def merge(paths: Iterable[str | os.PathLike], output: str | os.PathLike, *,
     the set's order: ids, texts, metadata, the text model and the lexical settings carried
     over, BM25 postings made again. Vectors are the stored float16 ones when every shard
     keeps them (then kept in the output too), else the int8 codes decoded and quantised
-    again with the output's calibration (within half an int8 step of the originals).
+    again with the output's calibration (within half an int8 step of the originals);
+    compact files (transform codes) make a compact file whose code is fitted again on
+    the decoded rows of the first batch (so at least 1,000 rows).
     Written to OUTPUT.writing and renamed when complete. Returns the rows and bytes."""
     from .embed import stored
     from .lexical import Analyzer
@@ -161,6 +163,9 @@ def merge(paths: Iterable[str | os.PathLike], output: str | os.PathLike, *,
         f16 = all(s._s.has_f16 for s in many._shards)
         model = stored.load(first)
         options: dict[str, Any] = {"overwrite": True, "user_metadata": first.meta.get("user")}
+        if all("transform" in s._s.meta["codecs"] for s in many._shards):
+            options["codecs"] = "compact"  # a new code, fitted on the first rows' decoded
+            # vectors (each shard's code was fitted on its own rows)
         if lexical:
             options.update(lexical=Analyzer.from_settings(lexical["analyzer"]),
                            bm25=lexical["bm25"])

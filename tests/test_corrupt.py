@@ -169,6 +169,43 @@ LEXICAL_ONLY_CASES = {
 }
 
 
+def _model_shape(doc):
+    s = _section(doc, "transform.model", None)
+    s["shape"], s["length"] = [s["shape"][0] - 1, s["shape"][1]], s["length"] - 4 * s["shape"][1]
+
+
+# the same, on the compact golden file (format 1.3, transform codes)
+COMPACT_CASES = {
+    "compact-model-nan": (lambda p: patch_section(p, "transform.model", 40,
+                                                  struct.pack("<f", float("nan")), None),
+                          E.FormatError, "search"),
+    "compact-model-scale-zero": (lambda p: patch_section(p, "transform.model", 32, b"\0" * 4,
+                                                         None), E.FormatError, "search"),
+    "compact-model-wrong-shape": (lambda p: rewrite_directory(p, _model_shape),
+                                  E.SectionLengthMismatch, "open"),
+    "compact-codes-wrong-shape": (lambda p: rewrite_directory(
+        p, _set("transform", "shape", lambda v, d: [v[0] * 2, v[1] // 2])),
+                                  E.SectionLengthMismatch, "open"),
+    "compact-bad-bits": (lambda p: rewrite_directory(
+        p, lambda d: d["meta"]["transform"].update(bits=[7] * 8)), E.MalformedDirectory,
+                         "open"),
+    "compact-mixed-codecs": (lambda p: rewrite_directory(
+        p, lambda d: d["meta"].update(codecs=["transform", "int8"])), E.MalformedDirectory,
+                             "open"),
+    "compact-without-model": (lambda p: rewrite_directory(p, lambda d: d["sections"].remove(
+        _section(d, "transform.model", None))), E.MalformedDirectory, "open"),
+    "compact-without-meta": (lambda p: rewrite_directory(
+        p, lambda d: d["meta"].update(transform=None)), E.MalformedDirectory, "open"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COMPACT_CASES))
+def test_corrupt_compact_case_raises_its_error(tmp_path, golden_dir, case):
+    p = str(tmp_path / "victim.edgevec")
+    shutil.copyfile(os.path.join(golden_dir, "compact.edgevec"), p)
+    _raises(p, *COMPACT_CASES[case])
+
+
 def patch_slot(path, **fields):
     from edgevec.storage.layout import pack_slot
     _, h = read_directory(path)
@@ -229,6 +266,8 @@ def _raises(victim, mutate, error, stage):
             with pytest.raises(error) as info:
                 if stage == "verify":
                     idx.verify()
+                elif stage == "search":
+                    idx.search(np.ones(idx.dim, np.float32), k=3)
                 else:
                     idx.ids()
         if stage == "verify":
@@ -246,6 +285,7 @@ def test_every_documented_case_is_tested():
     documented = {line.split("`")[1] for line in doc.splitlines()
                   if line.startswith("| `")}
     assert documented == (set(CASES) | set(LEXICAL_CASES) | set(LEXICAL_ONLY_CASES)
+                          | set(COMPACT_CASES)
                           | {"torn-newest-slot", "newer-minor"})
 
 

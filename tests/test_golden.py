@@ -10,7 +10,7 @@ import pytest
 
 import edgevec
 
-NAMES = ["empty", "int-ids", "str-ids", "compacted", "lexical", "lexical-only"]
+NAMES = ["empty", "int-ids", "str-ids", "compacted", "lexical", "lexical-only", "compact"]
 V1_0 = ["empty", "int-ids", "str-ids", "compacted"]  # format 1.0: v1.0/, read, never written
 
 

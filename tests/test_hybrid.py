@@ -254,7 +254,7 @@ def test_lexical_only_directory_rules(tmp_path):
         parse({**meta, "lexical": None})
     with pytest.raises(FormatError, match="must be empty"):
         parse({**meta, "codecs": ["binary", "int8"]})
-    with pytest.raises(FormatError, match="vector or calibration"):
+    with pytest.raises(FormatError, match="a calibration section, but meta.codecs"):
         parse(meta, [{"kind": "calibration", "offset": 1536, "length": 0, "dtype": "<f4",
                       "shape": [2, 0], "crc32": 0}])
     with edgevec.Index.create(tmp_path / "v.edgevec", dim=8, lexical=True) as idx:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..codecs import words_for
+from ..codecs import MAX_BITS, transform_bytes, words_for
 from ..errors import (
     MalformedDirectory,
     SectionLengthMismatch,
@@ -21,18 +21,20 @@ from ..errors import (
 )
 from .layout import (
     ALIGN,
+    CODEC_SETS,
     COLUMN_PARTS,
     DATA_START,
     ID_TYPES,
     LEXICAL_KINDS,
     METRICS,
     SECTION_KINDS,
+    TRANSFORM_BLOCK,
     VERSION_MINOR,
     dtype_of,
 )
 
-SEGMENT_REQUIRED = ("binary", "int8", "idkeys", "idrows")  # the first two: not when dim is 0
-VECTOR_KINDS = ("binary", "int8", "f16")
+SEGMENT_REQUIRED = ("idkeys", "idrows")  # and the kinds of meta.codecs
+VECTOR_KINDS = ("binary", "int8", "f16", "transform")
 PAIRED = (("texts.offsets", "texts.bytes"), ("meta.offsets", "meta.bytes"),
           ("ids.offsets", "ids.bytes"))
 MAX_DIM = 65536
@@ -163,9 +165,10 @@ def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
     if dim == 0:
         if codecs:
             ck.fail(f"meta.codecs {codecs!r:.80} must be empty in a lexical-only index (dim 0)")
-    elif not all(isinstance(c, str) for c in codecs) or not {"binary", "int8"} <= set(codecs):
-        ck.fail(f"meta.codecs {codecs!r:.80} must list 'binary' and 'int8' (and may list 'f16')")
-    has_f16 = "f16" in codecs
+    elif tuple(codecs) not in CODEC_SETS:
+        ck.fail(f"meta.codecs {codecs!r:.80} is not one of "
+                f"{[list(c) for c in CODEC_SETS]}")
+    transform = _check_transform(ck, meta, dim) if "transform" in codecs else None
     rows_total = ck.count(meta, "rows", "meta")
     deleted_total = ck.count(meta, "deleted", "meta")
     ck.count(meta, "next_auto_id", "meta")
@@ -254,7 +257,7 @@ def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
                         f"declares {fields.get(extra['name'])!r}")
             extra["ctype"], extra["part"] = ctype, part
         sec = Section(kind, offset, length, dtype, shape, crc, **extra)
-        _check_shape(ck, sec, where, segments, dim)
+        _check_shape(ck, sec, where, segments, dim, transform)
         if kind == "tombstones":
             tomb_rows += shape[0]
         d.sections.append(sec)
@@ -262,7 +265,7 @@ def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
 
     if tomb_rows != deleted_total:
         ck.fail(f"meta.deleted = {deleted_total} but the tombstone sections hold {tomb_rows} rows")
-    _check_complete(ck, d, has_f16, id_type, lexical is not None)
+    _check_complete(ck, d, codecs, id_type, lexical is not None)
     _check_overlaps(ck, d.sections, dir_offset, len(raw))
     return d
 
@@ -282,11 +285,34 @@ def _check_lexical(ck: _Checker, lexical: dict) -> None:
     ck.count(rrf, "depth", "meta.lexical.rrf", low=1, high=2**31)
 
 
-def _check_shape(ck: _Checker, sec: Section, where: str, segments, dim: int) -> None:
+def _check_transform(ck: _Checker, meta: dict, dim: int) -> dict | None:
+    """meta.transform (1.3): null until the first rows fit the code, then `bits` (dim
+    ints 0..MAX_BITS, at least one not 0), `quantizer` "uniform" and `block` 512."""
+    t = ck.get(meta, "transform", dict, "meta", optional=True)
+    if t is None:
+        return None
+    bits = ck.get(t, "bits", list, "meta.transform")
+    if len(bits) != dim or not all(isinstance(b, int) and not isinstance(b, bool)
+                                   and 0 <= b <= MAX_BITS for b in bits) or not any(bits):
+        ck.fail(f"meta.transform.bits must be {dim} integers in [0, {MAX_BITS}], not all 0")
+    if t.get("quantizer") != "uniform" or t.get("block") != TRANSFORM_BLOCK:
+        ck.fail(f"meta.transform needs quantizer 'uniform' and block {TRANSFORM_BLOCK}, got "
+                f"{t.get('quantizer')!r:.20} and {t.get('block')!r:.20}")
+    return t
+
+
+def _check_shape(ck: _Checker, sec: Section, where: str, segments, dim: int,
+                 transform: dict | None) -> None:
     n = segments[sec.segment].rows if sec.segment is not None else None
     expected: tuple | None
     k = sec.kind
-    if k == "binary":
+    if k in ("transform", "transform.model") and transform is None:
+        ck.fail(f"{where} ({k}) needs meta.codecs ['transform'] and meta.transform")
+    if k == "transform":
+        expected = (-(-n // TRANSFORM_BLOCK), transform_bytes(transform["bits"]) * TRANSFORM_BLOCK)
+    elif k == "transform.model":
+        expected = (dim + 2, dim)
+    elif k == "binary":
         expected = (n, words_for(dim))
     elif k in ("int8", "f16"):
         expected = (n, dim)
@@ -338,23 +364,27 @@ def _register(ck: _Checker, d: Directory, sec: Section, where: str) -> None:
         d.by_segment[key] = sec
 
 
-def _check_complete(ck: _Checker, d: Directory, has_f16: bool, id_type: str | None,
+def _check_complete(ck: _Checker, d: Directory, codecs: list, id_type: str | None,
                     lexical_index: bool | None = None) -> None:
     vectors = d.dim > 0
-    if d.segments and vectors and d.calibration is None:
+    if d.segments and "int8" in codecs and d.calibration is None:
         ck.fail("the index has rows but no calibration section")
-    if not vectors and (d.calibration is not None
-                        or any(k in VECTOR_KINDS for k, _ in d.by_segment)):
-        ck.fail("a lexical-only index (dim 0) has a vector or calibration section")
+    if d.segments and "transform" in codecs and ("transform.model", None) not in d.by_segment:
+        ck.fail("the index has rows but no transform.model section (or meta.transform)")
+    if "int8" not in codecs and d.calibration is not None:
+        ck.fail(f"a calibration section, but meta.codecs {codecs} has no int8 codes")
+    if not vectors and any(k in VECTOR_KINDS for k, _ in d.by_segment):
+        ck.fail("a lexical-only index (dim 0) has a vector section")
     if d.segments and id_type is None:
         ck.fail("the index has rows but meta.id_type is null")
     for s in range(len(d.segments)):
-        for kind in SEGMENT_REQUIRED if vectors else SEGMENT_REQUIRED[2:]:
+        for kind in SEGMENT_REQUIRED + tuple(codecs):
             if (kind, s) not in d.by_segment:
                 ck.fail(f"segment {s} has no {kind!r} section")
-        if has_f16 != (("f16", s) in d.by_segment):
-            ck.fail(f"segment {s}: an f16 section must be present exactly when meta.codecs "
-                    "lists 'f16'")
+        for kind in VECTOR_KINDS:
+            if kind not in codecs and (kind, s) in d.by_segment:
+                ck.fail(f"segment {s}: a {kind!r} section, but meta.codecs {codecs} does not "
+                        f"list {kind!r}")
         id_kind = "ids.int" if id_type == "int" else "ids.offsets"
         if (id_kind, s) not in d.by_segment:
             ck.fail(f"segment {s} has no {id_kind!r} section for its {id_type} ids")

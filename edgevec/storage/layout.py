@@ -11,13 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import codecs
 from ..errors import ChecksumMismatch, HeaderError, NotAnEdgevecFile, UnsupportedVersion
 
 MAGIC = b"\x89EDGEVEC"
 VERSION_MAJOR = 1
-VERSION_MINOR = 2  # 1.1: lexical postings (lex.* sections, meta.lexical); 1.2: lexical-only
-# indexes (dim 0, no vector sections). A file is stamped with the lowest minor version
-# that reads it (minor_for), so a file with vectors stays readable by 1.1 readers.
+VERSION_MINOR = 3  # 1.1: lexical postings (lex.* sections, meta.lexical); 1.2: lexical-only
+# indexes (dim 0, no vector sections); 1.3: compact indexes (transform codes). A file is
+# stamped with the lowest minor version that reads it (minor_for), so a file with sign
+# bits and int8 codes stays readable by 1.1 readers.
 ALIGN = 64
 # The two commit slots live in different 512-byte sectors so that a torn sector write can
 # damage at most one of them.
@@ -55,7 +57,9 @@ SECTION_KINDS: dict[str, tuple[frozenset[str], str]] = {
     "lex.post.data": (frozenset({"|u1"}), "segment"),
     "lex.norms": (frozenset({"|u1"}), "segment"),
     "lex.totals": (frozenset({"<u8"}), "segment"),
+    "transform": (frozenset({"|u1"}), "segment"),
     "calibration": (frozenset({"<f4"}), "index"),
+    "transform.model": (frozenset({"<f4"}), "index"),
     "blob": (frozenset({"|u1"}), "index"),
 }
 # the sections of a segment's postings: all or none of them
@@ -70,6 +74,11 @@ COLUMN_PARTS: dict[str, dict[str, str]] = {
     "str": {"codes": "<i4", "dict.offsets": "<u8", "dict.bytes": "|u1"},
 }
 METRICS = ("cosine", "dot")
+# The sets of vector codes an index can keep (meta.codecs), in that order: sign bits
+# scanned and int8 codes rescoring them (float16 vectors rescoring last), or (1.3) one
+# transform code alone (the compact preset).
+CODEC_SETS = (("binary", "int8"), ("binary", "int8", "f16"), ("transform",))
+TRANSFORM_BLOCK = codecs.TRANSFORM_BLOCK  # rows per byte-major block of a transform section
 ID_TYPES = ("int", "str")
 
 
@@ -85,8 +94,11 @@ def crc32(data, value: int = 0) -> int:
 
 
 def minor_for(meta: dict) -> int:
-    """The minor version a file with this meta is stamped with: 2 for a lexical-only index
-    (a 1.1 reader would misread it), else 1."""
+    """The minor version a file with this meta is stamped with: 3 for a compact index
+    (transform codes), 2 for a lexical-only index (older readers refuse them rather than
+    misread them), else 1."""
+    if "transform" in meta.get("codecs", ()):
+        return 3
     return 2 if meta.get("dim") == 0 else 1
 
 

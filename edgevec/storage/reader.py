@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from ..codecs import dequantize_int8
+from ..codecs import (
+    block_rows,
+    dequantize_int8,
+    rotate,
+    transform_bytes,
+    transform_decode,
+    transform_unpack,
+)
 from ..errors import (
     ChecksumMismatch,
     EdgevecError,
@@ -266,6 +273,39 @@ class Snapshot:
             self._checked.add(sec)
         return cal
 
+    def transform_code(self) -> dict | None:
+        """The compact index's transform code (edgevec.codecs: mean, rotation, scale,
+        bits, quantizer) from meta.transform and the transform.model section, checked
+        once: every number finite, every scale > 0 (else a FormatError)."""
+        sec = self.directory.by_segment.get(("transform.model", None))
+        if sec is None:
+            return None
+        model = self.array(sec)
+        if sec not in self._checked:
+            if not (np.isfinite(model).all() and (model[1] > 0).all()):
+                raise FormatError("transform.model holds a non-finite number or a scale <= 0",
+                                  path=self.path, offset=sec.offset)
+            self._checked.add(sec)
+        t = self.meta["transform"]
+        return {"mean": model[0], "scale": model[1], "rotation": model[2:],
+                "bits": np.asarray(t["bits"], dtype=np.int64), "quantizer": t["quantizer"]}
+
+    def transform_blocks(self, seg: int) -> np.ndarray | None:
+        """uint8 [blocks, bytes, 512] transform codes of segment `seg` (byte-major blocks
+        of rows, edgevec.codecs.transform_blocks), or None."""
+        a = self.segment_array("transform", seg)
+        if a is None:
+            return None
+        block = self.meta["transform"]["block"]
+        return a.reshape(len(a), a.shape[1] // block, block)
+
+    def bytes_per_row(self) -> dict[str, int]:
+        """Bytes each stored row takes in each vector code (meta.codecs)."""
+        sizes = {"binary": 8 * -(-self.dim // 64), "int8": self.dim, "f16": 2 * self.dim}
+        if self.meta.get("transform"):
+            sizes["transform"] = transform_bytes(self.meta["transform"]["bits"])
+        return {c: sizes[c] for c in self.meta["codecs"] if c in sizes}
+
     # --- rows and segments: the one row API (nothing else reads sections by kind) ---------
 
     @property
@@ -326,13 +366,21 @@ class Snapshot:
 
     def vectors(self, rows) -> np.ndarray:
         """float32 [len(rows), dim] of global `rows`: the stored float16 vectors, else the
-        int8 codes decoded with the calibration."""
+        int8 codes decoded with the calibration, else the transform codes decoded."""
         rows, groups = self._by_segment(rows)
         out = np.empty((len(rows), self.dim), dtype=np.float32)
         for g, pos, local in groups if self.dim else ():  # lexical-only: [n, 0]
             f16 = self.segment_array("f16", g)
-            out[pos] = (f16[local] if f16 is not None else
-                        dequantize_int8(self.segment_array("int8", g)[local], self.calibration()))
+            if f16 is not None:
+                out[pos] = f16[local]
+            elif "int8" in self.meta["codecs"]:
+                out[pos] = dequantize_int8(self.segment_array("int8", g)[local],
+                                           self.calibration())
+            else:
+                code = self.transform_code()
+                levels = transform_unpack(block_rows(self.transform_blocks(g), local), code)
+                out[pos] = code["mean"] + rotate(transform_decode(levels, code),
+                                                 code["rotation"].T)
         return out
 
     def ids_of(self, rows) -> list[int | str]:
@@ -513,7 +561,8 @@ class Snapshot:
             "generation": self.generation, "dim": self.dim, "metric": meta["metric"],
             "rows": self.live, "stored_rows": self.rows, "deleted": meta["deleted"],
             "segments": len(d.segments), "id_type": meta["id_type"],
-            "codecs": list(meta["codecs"]), "fields": dict(meta["fields"]),
+            "codecs": list(meta["codecs"]), "bytes_per_row": self.bytes_per_row(),
+            "fields": dict(meta["fields"]),
             "rescore_m": meta.get("rescore_m"), "embedder": meta.get("embedder"),
             "lexical": meta.get("lexical"), "lexical_only": self.dim == 0,
             "lexical_bytes": sum(v for k, v in by_kind.items() if k.startswith("lex.")),

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from ..codecs import block_rows, transform_blocks
 from .columns import encode_column
 from .postings import Postings
 from .reader import Snapshot
@@ -17,7 +18,7 @@ COMPACT_CHUNK_ROWS = 1 << 16
 
 
 def batch_pending(*, binary: np.ndarray | None, int8: np.ndarray | None,
-                  f16: np.ndarray | None,
+                  f16: np.ndarray | None, transform: np.ndarray | None = None,
                   ids: Sequence, id_type: str, texts: Sequence[str] | None,
                   meta_json: Sequence[str] | None,
                   columns: Sequence[tuple[str, str, str, np.ndarray]],
@@ -26,7 +27,8 @@ def batch_pending(*, binary: np.ndarray | None, int8: np.ndarray | None,
     codes in a lexical-only index)."""
     seg = {"segment": NEW_SEGMENT}
     out = [Pending.of(kind, codes, **seg)
-           for kind, codes in (("binary", binary), ("int8", int8), ("f16", f16))
+           for kind, codes in (("binary", binary), ("int8", int8), ("f16", f16),
+                               ("transform", transform))
            if codes is not None]
     if id_type == "int":
         out.append(Pending.of("ids.int", np.asarray(ids, dtype="<i8"), **seg))
@@ -158,7 +160,14 @@ def compact_pending(snap: Snapshot) -> tuple[list[Pending], int]:
         out.append(Pending("blob", iter([snap.array(sec)]), "|u1", sec.shape, {"name": name}))
     if not total:
         return out, 0
-    if snap.dim:  # (a lexical-only index has no vector codes)
+    model = d.by_segment.get(("transform.model", None))
+    if model is not None:
+        out.append(Pending.of("transform.model", np.array(snap.array(model))))
+        packed = np.concatenate([block_rows(snap.transform_blocks(g), rows)
+                                 for g, rows in enumerate(live)])
+        blocks = transform_blocks(packed)
+        out.append(Pending.of("transform", blocks.reshape(len(blocks), -1), **extra))
+    if "binary" in snap.meta["codecs"]:  # (a lexical-only index has no vector codes)
         w = snap.segment_array("binary", 0).shape[1]
         out.append(Pending("binary", _chunks(snap, "binary", live), "<u8", (total, w),
                            dict(extra)))

@@ -94,6 +94,22 @@ def build(outdir: str) -> dict[str, str]:
         idx.add(texts=["quick quick DOG", ""])
         idx.delete([1])
     paths["lexical-only"] = p
+
+    # 1.3: a compact index (one transform code per row). Its rows are columns of a
+    # Hadamard matrix times exact scales: uncorrelated, mean 0, so the fitted rotation
+    # is exactly the identity (LAPACK's answer on a diagonal covariance) and the file
+    # comes out the same on every CPU.
+    p = os.path.join(outdir, "compact.edgevec")
+    h = np.ones((1, 1))
+    while len(h) < 1024:
+        h = np.block([[h, h], [h, -h]])
+    scales = np.array([2, 1.5, 1, 0.75, 0.5, 0.375, 0.25, 0.125])
+    with edgevec.Index.create(p, dim=8, metric="dot", codecs="compact", overwrite=True) as idx:
+        idx.add((h[:, 1:9] * scales).astype(np.float32),
+                metadata=[{"even": i % 2 == 0} for i in range(1024)])
+        idx.add(_vectors(rng, 3, 8), texts=["x", "y", "z"])
+        idx.delete([0, 1025])
+    paths["compact"] = p
     return paths
 
 
@@ -117,7 +133,9 @@ def main(argv: list[str]) -> int:
     outdir = argv[0] if argv else os.path.dirname(os.path.abspath(__file__))
     for name, path in build(outdir).items():
         with open(os.path.join(outdir, name + ".expected.json"), "w", encoding="utf-8") as f:
-            json.dump(expected(path), f, ensure_ascii=False, indent=1, sort_keys=True)
+            want = expected(path)
+            json.dump(want, f, ensure_ascii=False, sort_keys=True,
+                      indent=1 if len(want["rows"]) < 100 else None)  # compact: 1,025 rows
             f.write("\n")
         print(f"wrote {path} ({os.path.getsize(path)} bytes)")
     return 0
