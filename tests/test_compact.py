@@ -170,7 +170,8 @@ def test_compact_shards_search_as_one_and_merge_compact(tmp_path):
     assert info["codecs"] == ["transform"] and info["rows"] == 4000
 
 
-def test_build_with_codecs_checks_them_first_and_says_what_compact_needs(tmp_path, minilm):
+def test_build_with_codecs_checks_them_first_and_says_what_compact_needs(tmp_path, minilm,
+                                                                         capsys):
     from edgevec import cli
     from edgevec.build import build
     folder = tmp_path / "docs"
@@ -184,3 +185,5 @@ def test_build_with_codecs_checks_them_first_and_says_what_compact_needs(tmp_pat
     assert cli.main(["build", str(folder), "-o", str(tmp_path / "e.edgevec"), "--codecs",
                      "exact", "--quiet"]) == 0
     assert edgevec.info(str(tmp_path / "e.edgevec"))["codecs"] == ["binary", "int8", "f16"]
+    assert cli.main(["info", str(tmp_path / "e.edgevec")]) == 0
+    assert "bytes_per_row: {'binary': 48, 'int8': 384, 'f16': 768}" in capsys.readouterr().out
