@@ -116,6 +116,28 @@ def _rescore_f16(segments: Sequence[Segment], q: np.ndarray, scores: np.ndarray,
     return exact, keep
 
 
+def _full_scans(segments: Sequence[Segment], nq: int, k: int, scan
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's best k over full scans of every segment: scan(segment, query index)
+    -> (scores float32, local rows) or None (nothing to scan) -> (scores float32[nq, k'],
+    global rows int64[nq, k']), score descending, ties by lower row."""
+    found_s, found_r = [], []
+    for qi in range(nq):
+        scores, rows = [], []
+        for seg in segments:
+            found = scan(seg, qi)
+            if found is not None:
+                scores.append(np.asarray(found[0], np.float32))
+                rows.append(found[1] + seg.row_start)
+        s, r = best_k(np.concatenate(scores) if scores else np.zeros(0, np.float32),
+                      np.concatenate(rows) if rows else np.zeros(0, np.int64), k)
+        found_s.append(s)
+        found_r.append(r)
+    if not found_s:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64)
+    return np.stack(found_s), np.stack(found_r)
+
+
 def transform_search(segments: Sequence[Segment], code: dict, queries: np.ndarray, k: int,
                      *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A compact index's search: every eligible row's transform code scored through the
@@ -124,22 +146,13 @@ def transform_search(segments: Sequence[Segment], code: dict, queries: np.ndarra
     q = _as_batch(queries)
     k = check_k(k)
     lut, offset = codecs.transform_lut(q, code)
-    found_s, found_r = [], []
-    for qi in range(len(q)):
-        scores, rows = [], []
-        for seg in segments:
-            if seg.rows:
-                s, r = lut_topk(seg.transform, seg.rows, lut[qi], k, allow=seg.allow,
-                                threads=threads)
-                scores.append((s.astype(np.float64) + offset[qi]).astype(np.float32))
-                rows.append(r + seg.row_start)
-        found = best_k(np.concatenate(scores) if scores else np.zeros(0, np.float32),
-                       np.concatenate(rows) if rows else np.zeros(0, np.int64), k)
-        found_s.append(found[0])
-        found_r.append(found[1])
-    if not found_s:
-        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64)
-    return np.stack(found_s), np.stack(found_r)
+
+    def scan(seg: Segment, qi: int):
+        if not seg.rows:
+            return None
+        s, r = lut_topk(seg.transform, seg.rows, lut[qi], k, allow=seg.allow, threads=threads)
+        return (s.astype(np.float64) + offset[qi]).astype(np.float32), r
+    return _full_scans(segments, len(q), k, scan)
 
 
 def exact_search(segments: Sequence[Segment], calibration: np.ndarray | None,
@@ -150,22 +163,12 @@ def exact_search(segments: Sequence[Segment], calibration: np.ndarray | None,
     q = _as_batch(queries)
     k = check_k(k)
     qq = None
-    found_s, found_r = [], []
-    for qi in range(len(q)):
-        scores, rows = [], []
-        for seg in segments:
-            if seg.f16 is not None:
-                sc, r = exact_topk_f16(seg.f16, q[qi], k, allow=seg.allow)
-            else:
-                if qq is None:
-                    qq = quantize_queries(q, calibration)
-                sc, r = dot_i8_topk(seg.int8, qq.row(qi), k, allow=seg.allow, threads=threads)
-            scores.append(np.asarray(sc, np.float32))
-            rows.append(r + seg.row_start)
-        s, r = best_k(np.concatenate(scores) if scores else np.zeros(0, np.float32),
-                      np.concatenate(rows) if rows else np.zeros(0, np.int64), k)
-        found_s.append(s)
-        found_r.append(r)
-    if not found_s:
-        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64)
-    return np.stack(found_s), np.stack(found_r)
+
+    def scan(seg: Segment, qi: int):
+        nonlocal qq
+        if seg.f16 is not None:
+            return exact_topk_f16(seg.f16, q[qi], k, allow=seg.allow)
+        if qq is None:
+            qq = quantize_queries(q, calibration)
+        return dot_i8_topk(seg.int8, qq.row(qi), k, allow=seg.allow, threads=threads)
+    return _full_scans(segments, len(q), k, scan)
