@@ -60,10 +60,11 @@ PRESETS = {
     # one transform code scanned by tables: 110 B/row, recall@10 0.92-0.93
     "compact": ("transform",),
 }
-# rows of the first batch a compact index fits its transform code on (at most), and the
-# fewest it accepts: a rotation fitted on fewer rows than dimensions is mostly noise
-TRANSFORM_FIT_ROWS = 20_000
-TRANSFORM_MIN_ROWS = 1_000
+# rows of the first batch a compact index fits its transform code on, or a projected index
+# its PCA (at most), and the fewest it accepts: a rotation fitted on fewer rows than
+# dimensions is mostly noise
+FIT_ROWS = 20_000
+FIT_MIN_ROWS = 1_000
 
 
 def codec_set(spec: Any, store_f16: bool) -> list[str]:
@@ -87,18 +88,36 @@ def codec_set(spec: Any, store_f16: bool) -> list[str]:
     return list(chosen)
 
 
+def projection_meta(dim: int, pca: Any, dims: Any) -> dict[str, Any] | None:
+    """meta.projection for Index.create's `pca=` (a PCA to that many dimensions, fitted on
+    the first batch) or `dims=` (the first that many dimensions: a Matryoshka model's
+    cut), or None for neither."""
+    if pca is None and dims is None:
+        return None
+    if pca is not None and dims is not None:
+        raise InvalidInput("pca= and dims= are two kinds of projection: pass one of them")
+    kind, value, name = ("pca", pca, "pca") if pca is not None else ("prefix", dims, "dims")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+            or not 1 <= int(value) < dim:
+        raise InvalidInput(f"{name}={value!r:.40} must be an int in [1, {dim - 1}]: the "
+                           f"dimensions kept of the index's {dim}")
+    return {"kind": kind, "dims": int(value)}
+
+
 def new_meta(dim: Any, metric: Any, store_f16: Any, user_metadata: Any,
              lexical: Any = False, lexical_only: Any = False, bm25: Any = None,
-             codecs_spec: Any = None) -> dict[str, Any]:
+             codecs_spec: Any = None, pca: Any = None, dims: Any = None) -> dict[str, Any]:
     """The header of a new, empty index (the arguments of `Index.create`, checked).
     `lexical`: False, True (the default analyzer) or an `Analyzer`. `lexical_only`: no
     vectors at all (dim 0): texts searched by BM25 alone. `bm25`: see `lexical_meta`.
-    `codecs_spec`: see `codec_set`."""
+    `codecs_spec`: see `codec_set`. `pca`, `dims`: see `projection_meta`."""
     f16 = check_flag(store_f16, "store_f16")
     if check_flag(lexical_only, "lexical_only"):
-        if dim is not None or f16 or lexical is False or codecs_spec is not None:
+        if dim is not None or f16 or lexical is False or codecs_spec is not None \
+                or pca is not None or dims is not None:
             raise InvalidInput("a lexical_only index keeps no vectors: leave out dim=, model=, "
-                               "codecs= and store_f16=, and keep lexical (True or an Analyzer)")
+                               "codecs=, pca=, dims= and store_f16=, and keep lexical (True "
+                               "or an Analyzer)")
         dim, codecs_ = 0, []
     elif dim is None:
         raise InvalidInput("Index.create needs dim= (your own vectors), model= (texts) or "
@@ -112,21 +131,34 @@ def new_meta(dim: Any, metric: Any, store_f16: Any, user_metadata: Any,
             "lexical": lexical_meta(lexical, bm25)}
     if "transform" in codecs_:
         meta["transform"] = None  # fitted on the first batch
+    if dim:
+        projection = projection_meta(dim, pca, dims)
+        if projection:
+            meta["projection"] = projection
     return meta
+
+
+def check_fit_rows(n: int, path: str, what: str) -> None:
+    """A first batch that fits a stored model (a transform code, a PCA) has at least
+    FIT_MIN_ROWS rows: one fitted on fewer is mostly noise."""
+    if n < FIT_MIN_ROWS:
+        raise InvalidInput(f"{path} {what}: its first batch fits it and needs at least "
+                           f"{FIT_MIN_ROWS} rows (got {n}); add a larger first batch, or "
+                           "create the index without it")
+
+
+def fit_sample(x: np.ndarray) -> np.ndarray:
+    """Up to FIT_ROWS rows spread evenly over a first batch."""
+    return x[::max(1, len(x) // FIT_ROWS)][:FIT_ROWS]
 
 
 def fit_transform(x: np.ndarray, path: str) -> tuple[dict, Pending, dict[str, Any]]:
     """A compact index's first batch (checked, normalised) -> (its transform code, the
-    transform.model section, meta.transform), fitted on up to TRANSFORM_FIT_ROWS rows."""
-    n, dim = x.shape
-    if n < TRANSFORM_MIN_ROWS:
-        raise InvalidInput(f"{path} is a compact index: its first batch fits the code every "
-                           f"row is stored in, and needs at least {TRANSFORM_MIN_ROWS} rows "
-                           f"(got {n}); add a larger first batch, or create the index with "
-                           "codecs=\"balanced\"")
-    step = max(1, n // TRANSFORM_FIT_ROWS)
-    code = codecs.fit_transform_code(x[::step][:TRANSFORM_FIT_ROWS], 0,
-                                     max_bytes=codecs.compact_bytes(dim))
+    transform.model section, meta.transform), fitted on up to FIT_ROWS rows."""
+    check_fit_rows(len(x), path, "is a compact index (codecs=\"compact\"), whose rows are "
+                   "stored in a code fitted on them")
+    code = codecs.fit_transform_code(fit_sample(x), 0,
+                                     max_bytes=codecs.compact_bytes(x.shape[1]))
     model = np.vstack([code["mean"][None], code["scale"][None], code["rotation"]])
     return (code, Pending.of("transform.model", model.astype("<f4")),
             {"bits": [int(b) for b in code["bits"]], "quantizer": code["quantizer"],
@@ -273,7 +305,15 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
     pending: list[Pending] = []
     if (rows >= 0).any():  # replace: the old rows go in the commit that adds the new ones
         pending.append(_tombstones(rows[rows >= 0]))
-    binary = int8 = f16 = transform = None
+    binary = int8 = f16 = transform = float8 = None
+    if x is not None and snap.meta.get("projection"):
+        projection = snap.projection()
+        if projection is None:  # a pca fitted on the first batch
+            check_fit_rows(n, snap.path, f"projects its vectors by a PCA to "
+                           f"{snap.code_dim} dimensions")
+            projection = codecs.fit_projection(fit_sample(x), snap.code_dim)
+            pending.append(Pending.of("projection", projection.matrix()))
+        x = projection.rows(x)
     if x is not None and "transform" in snap.meta["codecs"]:
         code = snap.transform_code()
         if code is None:
@@ -282,6 +322,15 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
         packed = codecs.transform_pack(codecs.transform_encode(x, code), code)
         blocks = codecs.transform_blocks(packed)
         transform = blocks.reshape(len(blocks), -1)
+    elif x is not None and snap.meta["codecs"][1].startswith("f8"):
+        kind, scale = snap.float8() or (snap.meta["codecs"][1][2:], None)
+        if scale is None:
+            scale = codecs.float8_scale(x, kind)
+            pending.append(Pending.of("float8.scale", scale))
+        binary, float8 = codecs.sign_bits(x), codecs.quantize_float8(x, scale, kind)
+        if needs_calibration(snap.meta.get("rescore_m"), snap.meta.get("rescore_rows"),
+                             snap.live + n):
+            meta.update(measure_m(snap, x, (binary, float8), calibration=(kind, scale))[0])
     elif x is not None:
         calibration = snap.calibration()
         if calibration is None:
@@ -301,7 +350,7 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
         meta_json = [json_dumps(m, f"metadata[{i}]") if m else ""
                      for i, m in enumerate(meta_list)]
     pending += batch_pending(
-        binary=binary, int8=int8, f16=f16, transform=transform,
+        binary=binary, int8=int8, f16=f16, transform=transform, float8=float8,
         ids=id_list, id_type=id_type, texts=text_list, meta_json=meta_json, columns=columns,
         postings=postings)
     return Batch(pending, meta, id_list, n)
@@ -309,13 +358,13 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
 
 def measure_m(snap: Snapshot, new: np.ndarray | None = None,
               new_codes: tuple[np.ndarray, np.ndarray] | None = None, *,
-              calibration: np.ndarray | None = None,
+              calibration: np.ndarray | tuple | None = None,
               target: float = 0.95, k: int = 10, sample_rows: int = RECALIBRATE_SAMPLE_ROWS,
               queries: int = 200, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
     """Measure the funnel's depth m on a seeded sample of at most `sample_rows` of the
     live rows of `snap` and the `new` rows about to be added (checked and normalised,
-    with their `new_codes` and the `calibration` they were encoded with, for the first
-    batch of an index) -> (the header change to commit: {"rescore_m", "rescore_rows"},
+    with their `new_codes` and the rescoring tier they were encoded with, funnel.Tier, for
+    the first batch of an index) -> (the header change to commit: {"rescore_m", "rescore_rows"},
     the report: {"m", "reached", "recall_by_m", "sample_rows"})."""
     target = check_number(target, "target", low=0, high=1, low_open=True)
     k = check_k(k)
@@ -336,13 +385,17 @@ def measure_m(snap: Snapshot, new: np.ndarray | None = None,
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(total, size=min(sample_rows, total), replace=False))
     old, fresh = pick[pick < len(live)], pick[pick >= len(live)] - len(live)
-    cal = snap.calibration() if calibration is None else calibration
+    if calibration is not None:
+        cal = calibration
+    else:
+        cal = snap.float8() or snap.calibration()
     if not len(old) and len(fresh) == n_new:
         x, codes = new, new_codes  # the first batch, whole: its codes are at hand
     else:
-        x = np.concatenate([snap.vectors(live[old])] + ([new[fresh]] if n_new else []))
-        if snap.meta["metric"] == "cosine":  # stored rows come back rounded (f16 or int8)
-            x = normalise(x)
+        x = np.concatenate([snap.stored_vectors(live[old])]
+                           + ([new[fresh]] if n_new else []))
+        if snap.meta["metric"] == "cosine" and not snap.meta.get("projection"):
+            x = normalise(x)  # stored rows come back rounded (f16, int8 or float8)
         codes = None
     m, recalls = choose_m(x, k=k, target=target, sample=queries, seed=seed,
                           calibration=cal, codes=codes)

@@ -116,7 +116,8 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
           user_metadata: dict[str, Any] | None = None,
           lexical_only: bool = False, ray: str | bool | None = None,
           actors: int | None = None, threads_per_actor: int = 1,
-          codecs: Any = None) -> BuildReport:
+          codecs: Any = None, pca: int | None = None,
+          dims: int | None = None) -> BuildReport:
     """Build `output` from `sources` with the text model `model` (see module docstring).
     `progress` draws a progress line on stderr (the CLI turns it on on a terminal);
     `quiet` silences the warnings about skipped files. `lexical_only`: no model and no
@@ -124,13 +125,17 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
     (True: a local Ray instance, or the cluster's address; edgevec[ray]) with `actors`
     actors of `threads_per_actor` threads: the same file as a local build (see
     edgevec.integrations.ray). `codecs`: how vectors are stored (Index.create's presets:
-    "balanced", "exact", "compact"; checked before any embedding)."""
-    from .batch import codec_set
+    "balanced", "exact", "compact"; checked before any embedding); `pca`, `dims`: a stored
+    projection (Index.create)."""
+    from .batch import codec_set, projection_meta
     from .embed import Embedder
     from .index import Index
     output = os.fspath(output)
     if codecs is not None and not lexical_only:
         codec_set(codecs, bool(store_f16))
+    if (pca is not None or dims is not None) and lexical_only:
+        raise InvalidInput("a lexical-only build keeps no vectors to project: leave out "
+                           "--pca and --dims")
     if ray is not None and ray is not False:
         # the extra is checked before any work
         from .integrations.ray import embed_chunks, read_documents
@@ -140,6 +145,8 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
         return _build_lexical(sources, output, text_field=text_field, id_field=id_field,
                               meta_fields=meta_fields, max_words=max_words,
                               overwrite=overwrite, quiet=quiet, user_metadata=user_metadata)
+    emb = Embedder.load(model)
+    projection_meta(emb.dim, pca, dims)  # checked before any embedding or staging
     staging = output + ".staging"
     job = {"sources": [os.path.abspath(s) for s in sources], "model": model,
            "text_field": text_field, "id_field": id_field,
@@ -160,7 +167,6 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
     if not os.path.exists(job_path):
         write_file(job_path, json.dumps(job).encode())
 
-    emb = Embedder.load(model)
     stats = Stats()
     total = sum(1 for _ in documents(sources, text_field=text_field, id_field=id_field,
                                      meta_fields=meta_fields, max_words=max_words,
@@ -209,7 +215,8 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
     t1 = time.perf_counter()
     tmp = output + ".writing"
     with Index.create(tmp, model=emb, store_f16=store_f16, overwrite=True,
-                      user_metadata=user_metadata, codecs=codecs) as idx:
+                      user_metadata=user_metadata, codecs=codecs, pca=pca,
+                      dims=dims) as idx:
         buf: list = []
         rows = 0
         for c in _complete_chunks(staging):

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import codecs
-from .funnel import Segment, funnel_search
+from .funnel import Segment, Tier, funnel_search
 from .search import best_k, check_k
 
 DEFAULT_M_CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50, 64)
@@ -77,14 +77,15 @@ def sample_queries(x: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 def choose_m(vectors: np.ndarray, *, k: int = 10, target: float = 0.95,
              sample: int = 200, seed: int = 0, candidates: Sequence[int] = DEFAULT_M_CANDIDATES,
-             calibration: np.ndarray | None = None, threads: int | None = None,
+             calibration: Tier | None = None, threads: int | None = None,
              codes: tuple[np.ndarray, np.ndarray] | None = None
              ) -> tuple[int | None, dict[int, float]]:
-    """The smallest m whose funnel (binary -> int8, no float16) reaches recall@k >= target
-    against exact float32 search over `vectors` (unit rows), measured with `sample`
-    queries made from them (see the module doc). Returns (m or None when no candidate
-    reaches it, {m: recall}). `codes` = (binary, int8) of `vectors` when the caller has
-    already encoded them with `calibration`."""
+    """The smallest m whose funnel (binary -> int8 or float8, no float16) reaches
+    recall@k >= target against exact float32 search over `vectors` (unit rows), measured
+    with `sample` queries made from them (see the module doc). Returns (m or None when no
+    candidate reaches it, {m: recall}). `calibration`: the rescoring tier (funnel.Tier;
+    default: int8 calibrated on `vectors`). `codes` = (binary, rescoring codes) of
+    `vectors` when the caller has already encoded them with `calibration`."""
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(x)
     k = check_k(k)
@@ -92,9 +93,12 @@ def choose_m(vectors: np.ndarray, *, k: int = 10, target: float = 0.95,
     if n <= k:
         return 1, {1: 1.0}
     cal = codecs.calibrate_int8(x) if calibration is None else calibration
-    binary, int8 = codes if codes is not None else (codecs.sign_bits(x),
-                                                     codecs.quantize_int8(x, cal))
-    seg = Segment(binary, int8, None)
+    if codes is None:
+        codes = (codecs.sign_bits(x), codecs.quantize_float8(x, cal[1], cal[0])
+                 if isinstance(cal, tuple) else codecs.quantize_int8(x, cal))
+    binary, second = codes
+    seg = (Segment(binary, None, None, float8=second) if isinstance(cal, tuple)
+           else Segment(binary, second, None))
     q = sample_queries(x, sample, seed)
     step = max(1, (1 << 22) // n)  # queries per block: ~4M scores of temporaries
     truth = np.concatenate([best_k(q[a:a + step] @ x.T, np.broadcast_to(

@@ -91,7 +91,7 @@ def cmd_build(args) -> int:
                    progress=progress.wanted(args.quiet),
                    ray=None if args.ray is None else (args.ray or True),
                    actors=args.actors, threads_per_actor=args.threads_per_actor,
-                   codecs=args.codecs)
+                   codecs=args.codecs, pca=args.pca, dims=args.dims)
     print(report.summary())
     return 0
 
@@ -237,6 +237,11 @@ def parser() -> argparse.ArgumentParser:
                    help="how vectors are stored: balanced (default; sign bits + int8, 432 "
                         "B/row at 384-d), exact (+ float16, 1,200 B/row) or compact (one "
                         "110 B/row code fitted on the first 1,000+ passages)")
+    s.add_argument("--pca", type=int, metavar="N",
+                   help="store vectors projected to N dimensions by a PCA fitted on the "
+                        "first 1,000+ passages (kept in the file; queries are projected)")
+    s.add_argument("--dims", type=int, metavar="N",
+                   help="keep the first N dimensions (models trained for it: Matryoshka)")
     s.add_argument("--lexical-only", action="store_true",
                    help="no model and no vectors: BM25 (lexical) search only")
     s.add_argument("--overwrite", action="store_true")

@@ -10,6 +10,8 @@ x ~= C[0] + C[1] * code. Values outside the calibrated range are clipped, never 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 INT8_MAX = 127
@@ -157,6 +159,14 @@ def quantize_float8(x: np.ndarray, scale: np.ndarray, kind: str) -> np.ndarray:
     return np.where(np.asarray(x) < 0, code | np.uint8(0x80), code).astype(np.uint8)
 
 
+def float8_scale(x: np.ndarray, kind: str) -> np.ndarray:
+    """Per-dimension scales float32 [d] that map the largest |value| of each dimension of
+    x [n, d] to the largest finite float8 value (1.0 for a dimension that is all zeros);
+    later rows beyond it saturate."""
+    top = np.abs(np.asarray(x, dtype=np.float32)).max(axis=0)
+    return np.where(top > 0, top / np.float32(float8_max(kind)), 1.0).astype("<f4")
+
+
 def dequantize_float8(codes: np.ndarray, scale: np.ndarray, kind: str) -> np.ndarray:
     return (float8_table(kind)[codes] * np.asarray(scale, dtype=np.float32)).astype(np.float32)
 
@@ -184,11 +194,69 @@ def rotate(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
                      np.asarray(matrix, dtype=np.float64), optimize=False).astype(np.float32)
 
 
-def project(x: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
-    """x [n, d] -> [n, dims] in the fitted basis, L2-normalised (cosine stays cosine)."""
-    y = rotate(np.asarray(x, dtype=np.float32) - mean, components)
-    norm = np.linalg.norm(y, axis=1, keepdims=True)
-    return (y / np.maximum(norm, 1e-12)).astype(np.float32)
+PROJECTIONS = ("pca", "prefix")
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A stored projection from `input_dim` to `dims` dimensions, applied to every row
+    before it is encoded and to every query before it is scored (issue 14).
+
+    "pca": rows y = P (x - mean), queries z = P q (not centred), P the `dims` principal
+    directions [dims, input_dim] fitted on the first batch. Then z . y = q . x - q . mean
+    up to what the dropped directions hold, so adding `offset` = q . mean back makes a
+    score an estimate of q . x itself (a cosine stays a cosine) and leaves the ranking
+    alone. "prefix": the first `dims` values (a Matryoshka model's own cut), L2-normalised
+    again when `normalise` (metric cosine); offset 0."""
+
+    kind: str
+    dims: int
+    input_dim: int
+    normalise: bool = False
+    mean: np.ndarray | None = None
+    components: np.ndarray | None = None
+
+    def rows(self, x: np.ndarray) -> np.ndarray:
+        """float32 [n, input_dim] -> float32 [n, dims], the vectors the codes store."""
+        if self.kind == "pca":
+            return rotate(np.asarray(x, dtype=np.float32) - self.mean, self.components)
+        return self._cut(x)
+
+    def queries(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 [nq, input_dim] -> (float32 [nq, dims] to score, float64 [nq] offset to
+        add to each query's scores)."""
+        if self.kind == "pca":
+            q64 = np.asarray(q, dtype=np.float64)
+            return rotate(q, self.components), np.einsum("nd,d->n", q64, self.mean,
+                                                         optimize=False)
+        return self._cut(q), np.zeros(len(q))
+
+    def restore(self, y: np.ndarray) -> np.ndarray:
+        """Stored [n, dims] -> the nearest [n, input_dim] the projection allows (pca: mean
+        + P^T y; prefix: the cut with zeros after it)."""
+        if self.kind == "pca":
+            return (self.mean + rotate(y, self.components.T)).astype(np.float32)
+        out = np.zeros((len(y), self.input_dim), dtype=np.float32)
+        out[:, :self.dims] = y
+        return out
+
+    def _cut(self, x: np.ndarray) -> np.ndarray:
+        y = np.array(np.asarray(x, dtype=np.float32)[:, :self.dims])
+        if self.normalise:
+            norm = np.linalg.norm(y.astype(np.float64), axis=1)
+            y = (y / np.where(norm > 0, norm, 1.0)[:, None]).astype(np.float32)
+        return y
+
+    def matrix(self) -> np.ndarray:
+        """The stored form of a pca projection: float32 [dims + 1, input_dim], the mean
+        then the components."""
+        return np.vstack([self.mean[None], self.components]).astype(np.float32)
+
+
+def fit_projection(x: np.ndarray, dims: int) -> Projection:
+    """A pca Projection of rows float32 [n, d] to `dims` dimensions."""
+    mean, components = fit_pca(x, dims)
+    return Projection("pca", dims, x.shape[1], mean=mean, components=components)
 
 
 # --- transform codes (issue 14): a stored rotation, then bits per dimension by variance --

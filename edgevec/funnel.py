@@ -1,6 +1,6 @@
-"""The funnel: Hamming top-(k*m) over sign bits -> asymmetric int8 rescoring of those
-candidates -> optional float16 rescoring of the best 4k -> top k, ordered by score, ties
-by lower row.
+"""The funnel: Hamming top-(k*m) over sign bits -> asymmetric int8 (or float8) rescoring
+of those candidates -> optional float16 rescoring of the best 4k -> top k, ordered by
+score, ties by lower row.
 
 One code path serves one query and a batch: the Hamming stage runs per query below
 BATCH_MIN_QUERIES queries (and may use NumPy in a new process, see search.ScanEngine) and
@@ -22,6 +22,7 @@ from .errors import InvalidInput
 from .search import (
     best_k,
     check_k,
+    dot_f8_rescore,
     dot_i8_rescore,
     dot_i8_topk,
     exact_topk_f16,
@@ -50,6 +51,22 @@ class Segment:
     allow: np.ndarray | None = None
     transform: np.ndarray | None = None  # a compact index's codes, blocks [nb, bytes, 512]
     rows: int = 0  # rows of the segment (deleted ones too)
+    float8: np.ndarray | None = None  # float8 rescoring codes, in place of int8
+
+
+# The rescoring tier's parameters: the int8 calibration float32 [2, d], or the float8
+# (kind, per-dimension scale float32 [d]) of an index whose codes are float8.
+Tier = np.ndarray | tuple[str, np.ndarray]
+
+
+def rescorer(tier, q: np.ndarray):
+    """(segment, candidate rows int64 [nq, c]) -> scores float64 [nq, c] of queries q
+    [nq, d] by the segment's rescoring codes (`tier`: see Tier)."""
+    if isinstance(tier, tuple):
+        kind, scale = tier
+        return lambda seg, rows: dot_f8_rescore(seg.float8, kind, scale, q, rows)
+    qq = quantize_queries(q, tier)
+    return lambda seg, rows: dot_i8_rescore(seg.int8, qq, rows)
 
 
 def _as_batch(queries: np.ndarray) -> np.ndarray:
@@ -69,19 +86,19 @@ def _hamming_candidates(seg: Segment, qbits: np.ndarray, depth: int,
                      for qb in qbits])
 
 
-def funnel_search(segments: Sequence[Segment], calibration: np.ndarray, queries: np.ndarray,
+def funnel_search(segments: Sequence[Segment], calibration: Tier, queries: np.ndarray,
                   k: int, *, m: int = 10, rescore_f16: bool = True,
                   threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """float32 queries [nq, d] (or one [d]) over segments -> (scores float32[nq, k'], global
     rows int64[nq, k']); k' = min(k, candidates), the same for every query ([k'] arrays
-    for one query)."""
+    for one query). `calibration`: the rescoring tier (see Tier)."""
     single = np.ndim(queries) == 1
     q = _as_batch(queries[None, :] if single else queries)
     k = check_k(k)
     m = check_k(m, "m")
     nq = len(q)
     qbits = codecs.sign_bits(q)
-    qq = quantize_queries(q, calibration)
+    rescore = rescorer(calibration, q)
     scores, rows, seg_of = [], [], []
     for si, seg in enumerate(segments):
         if not len(seg.binary) or not nq:
@@ -89,7 +106,7 @@ def funnel_search(segments: Sequence[Segment], calibration: np.ndarray, queries:
         cand = _hamming_candidates(seg, qbits, k * m, threads)
         if cand.shape[1] == 0:
             continue
-        scores.append(dot_i8_rescore(seg.int8, qq, cand))
+        scores.append(rescore(seg, cand))
         rows.append(cand + seg.row_start)
         seg_of.append(np.full(cand.shape[1], si, dtype=np.int64))
     if not rows:
@@ -155,11 +172,11 @@ def transform_search(segments: Sequence[Segment], code: dict, queries: np.ndarra
     return _full_scans(segments, len(q), k, scan)
 
 
-def exact_search(segments: Sequence[Segment], calibration: np.ndarray | None,
+def exact_search(segments: Sequence[Segment], calibration: Tier | None,
                  queries: np.ndarray, k: int, *, threads: int | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Every eligible row scored, with float16 where stored, else int8 -> (scores
-    float32[nq, k'], rows int64[nq, k'])."""
+    """Every eligible row scored, with float16 where stored, else int8 (or float8) ->
+    (scores float32[nq, k'], rows int64[nq, k'])."""
     q = _as_batch(queries)
     k = check_k(k)
     qq = None
@@ -168,6 +185,11 @@ def exact_search(segments: Sequence[Segment], calibration: np.ndarray | None,
         nonlocal qq
         if seg.f16 is not None:
             return exact_topk_f16(seg.f16, q[qi], k, allow=seg.allow)
+        if seg.float8 is not None:  # every eligible row through the rescoring kernel
+            rows = np.arange(len(seg.float8)) if seg.allow is None else np.flatnonzero(
+                seg.allow)
+            return best_k(rescorer(calibration, q[qi:qi + 1])(seg, rows[None])[0]
+                          .astype(np.float32), rows, k)
         if qq is None:
             qq = quantize_queries(q, calibration)
         return dot_i8_topk(seg.int8, qq.row(qi), k, allow=seg.allow, threads=threads)

@@ -42,7 +42,8 @@ class Index:
                model: Any = None, metric: str = "cosine", store_f16: bool = False,
                overwrite: bool = False, user_metadata: dict[str, Any] | None = None,
                lexical: Any = None, lexical_only: bool = False, bm25: Any = None,
-               codecs: Any = None, lock_timeout: float = 0.0) -> "Index":
+               codecs: Any = None, pca: int | None = None, dims: int | None = None,
+               lock_timeout: float = 0.0) -> "Index":
         """Create an empty index file (an existing one only with `overwrite`), open for
         writing. dim: 1..65536, for your own vectors; or model: a model name
         ("minilm-l6"), directory or Embedder, stored in the file, which then embeds texts
@@ -59,14 +60,19 @@ class Index:
         rescoring; 432 B/row at 384-d), "exact" (+ float16 vectors, as store_f16=True;
         1,200 B/row) or "compact" (one 110 B/row transform code fitted on the first
         batch, which needs >= 1,000 rows; recall@10 ~0.92 of exact), or a list of code
-        kinds (meta.codecs, formats/SPEC.md)."""
+        kinds (meta.codecs, formats/SPEC.md), e.g. ["binary", "f8e4m3"] for float8
+        rescoring codes. pca: store vectors projected to this many dimensions by a PCA
+        fitted on the first batch (>= 1,000 rows) and kept in the file; dims: keep the
+        first this many dimensions (for models trained for it, "Matryoshka"). Either way
+        `add` and `search` take vectors of `dim` (queries are projected, scores stay
+        estimates of the full dot product or cosine) and `get` returns them restored."""
         embedder = None
         if model is not None:
             embedder = stored.resolve(model, dim)
             dim = embedder.dim
         meta = batch.new_meta(dim, metric, store_f16, user_metadata,
                               (model is not None or lexical_only) if lexical is None
-                              else lexical, lexical_only, bm25, codecs)
+                              else lexical, lexical_only, bm25, codecs, pca, dims)
         path = check_path(path)
         create_file(path, meta, overwrite=check_flag(overwrite, "overwrite"))
         idx = cls.open(path, writable=True, lock_timeout=lock_timeout)

@@ -39,7 +39,8 @@ def segments(snap: Snapshot, filter: dict | None = None) -> list[Segment]:  # no
             allow = matches[g] if allow is None else allow & matches[g]
         binary, int8, f16 = snap.segment_codes(g)
         out.append(Segment(binary, int8, f16, info.row_start, allow,
-                           snap.transform_blocks(g), info.rows))
+                           snap.transform_blocks(g), info.rows,
+                           snap.segment_array("float8", g)))
     return out
 
 
@@ -171,22 +172,29 @@ def _dense(snap: Snapshot, segs: list[Segment], q: np.ndarray, k: int, depth: in
            m: int | None, exact: bool, rescore_f16: bool, threads: int | None, offset: int
            ) -> tuple[np.ndarray, np.ndarray]:
     """One index's dense list: (scores float32 [nq, <= depth], rows int64, + offset; -1
-    past the end)."""
+    past the end). A projected index scores the projected queries and adds back what the
+    projection takes out of every score of a query (codecs.Projection.queries)."""
     nq = len(q)
     if not segs or not nq:
         return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
+    projection = snap.projection()
+    shift = None
+    if projection is not None:
+        q, shift = projection.queries(q)
+    tier = snap.float8() or snap.calibration()
     if "transform" in snap.meta["codecs"]:  # a compact index: one scan, exact or not
         scores, rows = transform_search(segs, snap.transform_code(), q, depth,
                                         threads=threads)
     elif exact:
-        scores, rows = exact_search(segs, snap.calibration(), q, depth, threads=threads)
+        scores, rows = exact_search(segs, tier, q, depth, threads=threads)
     else:
         # hybrid's dense list costs what a dense search of k does: the k * m best
         # candidates by Hamming distance, rescored and ranked to `depth`
         m = m or snap.meta.get("rescore_m") or DEFAULT_M
-        scores, rows = funnel_search(segs, snap.calibration(), q, depth,
-                                     m=-(-k * m // depth), rescore_f16=rescore_f16,
-                                     threads=threads)
+        scores, rows = funnel_search(segs, tier, q, depth, m=-(-k * m // depth),
+                                     rescore_f16=rescore_f16, threads=threads)
+    if shift is not None and shift.any():
+        scores = (scores.astype(np.float64) + shift[:, None]).astype(np.float32)
     return scores, (np.where(rows >= 0, rows + offset, -1) if offset else rows)
 
 

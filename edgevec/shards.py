@@ -17,6 +17,7 @@ edgevec.sets) stands for the files it lists.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -166,6 +167,13 @@ def merge(paths: Iterable[str | os.PathLike], output: str | os.PathLike, *,
         if all("transform" in s._s.meta["codecs"] for s in many._shards):
             options["codecs"] = "compact"  # a new code, fitted on the first rows' decoded
             # vectors (each shard's code was fitted on its own rows)
+        elif all(s._s.float8() for s in many._shards):
+            options["codecs"] = list(first.meta["codecs"])
+        kinds = {json.dumps(s._s.meta.get("projection"), sort_keys=True) for s in many._shards}
+        if len(kinds) == 1 and first.meta.get("projection"):  # the same kind and dims: a
+            # prefix cut is kept as it is, a pca fitted again on the first rows (restored)
+            p = first.meta["projection"]
+            options["pca" if p["kind"] == "pca" else "dims"] = p["dims"]
         if lexical:
             options.update(lexical=Analyzer.from_settings(lexical["analyzer"]),
                            bm25=lexical["bm25"])

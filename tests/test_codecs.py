@@ -137,8 +137,23 @@ def test_pca_is_deterministic_and_keeps_the_largest_directions():
     mean2, comp2 = codecs.fit_pca(x[::-1].astype(np.float32), 4)
     np.testing.assert_allclose(comp, comp2, atol=1e-5)
     np.testing.assert_allclose(np.abs(comp @ basis[:, :4]), np.eye(4), atol=0.05)
-    y = codecs.project(x.astype(np.float32), mean, comp)
-    assert y.shape == (400, 4) and np.allclose(np.linalg.norm(y, axis=1), 1, atol=1e-5)
+    proj = codecs.fit_projection(x.astype(np.float32), 4)
+    y = proj.rows(x.astype(np.float32))
+    assert y.shape == (400, 4) and np.allclose(proj.restore(y), x, atol=0.6)
+    # a query's score on the projected rows + its offset estimates the full dot product
+    q = rng.normal(size=(3, 16)).astype(np.float32)
+    z, offset = proj.queries(q)
+    np.testing.assert_allclose(z @ y.T + offset[:, None], q @ x.T.astype(np.float32),
+                               atol=0.1 * np.abs(q @ x.T).max())
+
+
+def test_prefix_projection_cuts_and_renormalises():
+    x = np.array([[3, 4, 12], [0, 0, 1]], dtype=np.float32)
+    cut = codecs.Projection("prefix", 2, 3, normalise=True)
+    np.testing.assert_allclose(cut.rows(x[:1]), [[0.6, 0.8]])
+    np.testing.assert_allclose(cut.restore(cut.rows(x[:1])), [[0.6, 0.8, 0]])
+    assert cut.queries(x)[1].tolist() == [0, 0]
+    assert codecs.Projection("prefix", 2, 3).rows(x).tolist() == [[3, 4], [0, 0]]
 
 
 def test_gaussian_quantisers_match_the_published_tables():

@@ -206,6 +206,56 @@ def test_corrupt_compact_case_raises_its_error(tmp_path, golden_dir, case):
     _raises(p, *COMPACT_CASES[case])
 
 
+def _reshape(kind, segment=0):
+    """A section's shape halved in columns, doubled in rows (the same bytes)."""
+    return _set(kind, "shape", lambda v, d: [v[0] * 2, v[1] // 2], segment)
+
+
+# format 1.4: float8 codes and projections, on the prefix-float8 and pca golden files
+PROJECTED_CASES = {
+    "float8-scale-nan": ("prefix-float8", lambda p: patch_section(
+        p, "float8.scale", 4, struct.pack("<f", float("nan")), None), E.FormatError, "search"),
+    "float8-scale-zero": ("prefix-float8", lambda p: patch_section(
+        p, "float8.scale", 0, b"\0" * 4, None), E.FormatError, "search"),
+    "float8-nan-code": ("prefix-float8", lambda p: patch_section(p, "float8", 2, b"\x7f"),
+                        E.FormatError, "verify"),
+    "float8-codes-wrong-shape": ("prefix-float8", lambda p: rewrite_directory(
+        p, _reshape("float8")), E.SectionLengthMismatch, "open"),
+    "float8-without-scale": ("prefix-float8", lambda p: rewrite_directory(
+        p, lambda d: d["sections"].remove(_section(d, "float8.scale", None))),
+        E.MalformedDirectory, "open"),
+    "float8-scale-without-codes": ("prefix-float8", lambda p: rewrite_directory(
+        p, lambda d: d["meta"].update(codecs=["binary", "int8"])), E.MalformedDirectory,
+        "open"),
+    "prefix-claims-pca": ("prefix-float8", lambda p: rewrite_directory(
+        p, lambda d: d["meta"]["projection"].update(kind="pca")), E.MalformedDirectory,
+        "open"),
+    "projection-dims-too-large": ("prefix-float8", lambda p: rewrite_directory(
+        p, lambda d: d["meta"]["projection"].update(dims=8)), E.MalformedDirectory, "open"),
+    "projection-unknown-kind": ("pca", lambda p: rewrite_directory(
+        p, lambda d: d["meta"]["projection"].update(kind="random")), E.MalformedDirectory,
+        "open"),
+    "pca-matrix-nan": ("pca", lambda p: patch_section(
+        p, "projection", 36, struct.pack("<f", float("inf")), None), E.FormatError,
+        "search"),
+    "pca-matrix-wrong-shape": ("pca", lambda p: rewrite_directory(
+        p, _reshape("projection", None)), E.SectionLengthMismatch, "open"),
+    "pca-without-matrix": ("pca", lambda p: rewrite_directory(
+        p, lambda d: d["sections"].remove(_section(d, "projection", None))),
+        E.MalformedDirectory, "open"),
+    "projection-dropped": ("prefix-float8", lambda p: rewrite_directory(
+        p, lambda d: d["meta"].pop("projection")), E.SectionLengthMismatch, "open"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PROJECTED_CASES))
+def test_corrupt_projected_case_raises_its_error(tmp_path, golden_dir, case):
+    golden, *expect = PROJECTED_CASES[case]
+    p = str(tmp_path / "victim.edgevec")
+    shutil.copyfile(os.path.join(golden_dir, golden + ".edgevec"), p)
+    _raises(p, *expect)
+
+
 def patch_slot(path, **fields):
     from edgevec.storage.layout import pack_slot
     _, h = read_directory(path)
@@ -285,7 +335,7 @@ def test_every_documented_case_is_tested():
     documented = {line.split("`")[1] for line in doc.splitlines()
                   if line.startswith("| `")}
     assert documented == (set(CASES) | set(LEXICAL_CASES) | set(LEXICAL_ONLY_CASES)
-                          | set(COMPACT_CASES)
+                          | set(COMPACT_CASES) | set(PROJECTED_CASES)
                           | {"torn-newest-slot", "newer-minor"})
 
 

@@ -320,4 +320,4 @@ def test_records_take_their_id_field_by_default(tmp_path):
 def test_cli_version(capsys):
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == \
-        f"edgevec {edgevec.__version__} (file format 1.3)"
+        f"edgevec {edgevec.__version__} (file format 1.4)"

@@ -23,7 +23,8 @@ import edgevec
 from edgevec.storage.layout import crc32
 from helpers import read_directory, rewrite_directory
 
-SOURCES = ["str-ids", "int-ids", "compacted", "empty", "lexical", "lexical-only", "compact"]
+SOURCES = ["str-ids", "int-ids", "compacted", "empty", "lexical", "lexical-only", "compact",
+           "prefix-float8", "pca"]
 
 
 class Hang(BaseException):
@@ -159,7 +160,7 @@ def test_fuzz_directory_fields(golden_dir, tmp_path, name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["str-ids", "compacted", "int-ids", "lexical",
-                                  "lexical-only", "compact"])
+                                  "lexical-only", "compact", "prefix-float8", "pca"])
 def test_fuzz_section_bytes_with_valid_checksums(golden_dir, tmp_path, name):
     path, original = _copy(golden_dir, tmp_path, name)
     doc, _ = read_directory(path)

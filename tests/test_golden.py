@@ -10,7 +10,8 @@ import pytest
 
 import edgevec
 
-NAMES = ["empty", "int-ids", "str-ids", "compacted", "lexical", "lexical-only", "compact"]
+NAMES = ["empty", "int-ids", "str-ids", "compacted", "lexical", "lexical-only", "compact",
+         "prefix-float8", "pca"]
 V1_0 = ["empty", "int-ids", "str-ids", "compacted"]  # format 1.0: v1.0/, read, never written
 
 

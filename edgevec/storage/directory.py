@@ -21,20 +21,23 @@ from ..errors import (
 )
 from .layout import (
     ALIGN,
+    CODE_SECTIONS,
     CODEC_SETS,
     COLUMN_PARTS,
     DATA_START,
     ID_TYPES,
     LEXICAL_KINDS,
     METRICS,
+    PROJECTIONS,
     SECTION_KINDS,
     TRANSFORM_BLOCK,
     VERSION_MINOR,
+    code_dim,
     dtype_of,
 )
 
 SEGMENT_REQUIRED = ("idkeys", "idrows")  # and the kinds of meta.codecs
-VECTOR_KINDS = ("binary", "int8", "f16", "transform")
+VECTOR_KINDS = ("binary", "int8", "f16", "transform", "float8")
 PAIRED = (("texts.offsets", "texts.bytes"), ("meta.offsets", "meta.bytes"),
           ("ids.offsets", "ids.bytes"))
 MAX_DIM = 65536
@@ -168,12 +171,17 @@ def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
     elif tuple(codecs) not in CODEC_SETS:
         ck.fail(f"meta.codecs {codecs!r:.80} is not one of "
                 f"{[list(c) for c in CODEC_SETS]}")
-    transform = _check_transform(ck, meta, dim) if "transform" in codecs else None
+    projection = _check_projection(ck, meta, dim)
+    transform = (_check_transform(ck, meta, code_dim(meta)) if "transform" in codecs
+                 else None)
     rows_total = ck.count(meta, "rows", "meta")
     deleted_total = ck.count(meta, "deleted", "meta")
     ck.count(meta, "next_auto_id", "meta")
     if deleted_total > rows_total:
         ck.fail(f"meta.deleted = {deleted_total} exceeds meta.rows = {rows_total}")
+    for key in ("rescore_m", "rescore_rows"):  # optional: null or absent is fine
+        if meta.get(key) is not None:
+            ck.count(meta, key, "meta", low=1)
     ck.get(meta, "user", dict, "meta")
     fields = ck.get(meta, "fields", dict, "meta")
     for name, ctype in fields.items():
@@ -257,7 +265,7 @@ def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
                         f"declares {fields.get(extra['name'])!r}")
             extra["ctype"], extra["part"] = ctype, part
         sec = Section(kind, offset, length, dtype, shape, crc, **extra)
-        _check_shape(ck, sec, where, segments, dim, transform)
+        _check_shape(ck, sec, where, segments, meta, transform, projection)
         if kind == "tombstones":
             tomb_rows += shape[0]
         d.sections.append(sec)
@@ -301,20 +309,41 @@ def _check_transform(ck: _Checker, meta: dict, dim: int) -> dict | None:
     return t
 
 
-def _check_shape(ck: _Checker, sec: Section, where: str, segments, dim: int,
-                 transform: dict | None) -> None:
+def _check_projection(ck: _Checker, meta: dict, dim: int) -> dict | None:
+    """meta.projection (1.4): absent/null, or `kind` ("pca" or "prefix") and `dims` in
+    [1, dim - 1], the dimension every vector code then stores (rule D16)."""
+    p = ck.get(meta, "projection", dict, "meta", optional=True)
+    if p is None:
+        return None
+    if p.get("kind") not in PROJECTIONS:
+        ck.fail(f"meta.projection.kind {p.get('kind')!r:.20} is not one of {PROJECTIONS}")
+    ck.count(p, "dims", "meta.projection", low=1, high=max(dim - 1, 1))
+    if dim < 2:
+        ck.fail(f"meta.projection needs vectors of 2 or more dimensions; meta.dim is {dim}")
+    return p
+
+
+def _check_shape(ck: _Checker, sec: Section, where: str, segments, meta: dict,
+                 transform: dict | None, projection: dict | None) -> None:
     n = segments[sec.segment].rows if sec.segment is not None else None
     expected: tuple | None
     k = sec.kind
+    dim = code_dim(meta) if meta["dim"] else 0
     if k in ("transform", "transform.model") and transform is None:
         ck.fail(f"{where} ({k}) needs meta.codecs ['transform'] and meta.transform")
+    if k == "projection" and (projection is None or projection["kind"] != "pca"):
+        ck.fail(f"{where} (projection) needs meta.projection of kind 'pca'")
     if k == "transform":
         expected = (-(-n // TRANSFORM_BLOCK), transform_bytes(transform["bits"]) * TRANSFORM_BLOCK)
     elif k == "transform.model":
         expected = (dim + 2, dim)
+    elif k == "projection":
+        expected = (dim + 1, meta["dim"])
+    elif k == "float8.scale":
+        expected = (dim,)
     elif k == "binary":
         expected = (n, words_for(dim))
-    elif k in ("int8", "f16"):
+    elif k in ("int8", "f16", "float8"):
         expected = (n, dim)
     elif k in ("ids.int", "idkeys", "idrows", "lex.norms"):
         expected = (n,)
@@ -373,16 +402,25 @@ def _check_complete(ck: _Checker, d: Directory, codecs: list, id_type: str | Non
         ck.fail("the index has rows but no transform.model section (or meta.transform)")
     if "int8" not in codecs and d.calibration is not None:
         ck.fail(f"a calibration section, but meta.codecs {codecs} has no int8 codes")
+    float8 = any(CODE_SECTIONS.get(c) == "float8" for c in codecs)
+    if d.segments and float8 and ("float8.scale", None) not in d.by_segment:
+        ck.fail("the index has rows but no float8.scale section")
+    if not float8 and ("float8.scale", None) in d.by_segment:
+        ck.fail(f"a float8.scale section, but meta.codecs {codecs} has no float8 codes")
+    projection = d.meta.get("projection")
+    if d.segments and projection and projection["kind"] == "pca" \
+            and ("projection", None) not in d.by_segment:
+        ck.fail("the index has rows and meta.projection 'pca' but no projection section")
     if not vectors and any(k in VECTOR_KINDS for k, _ in d.by_segment):
         ck.fail("a lexical-only index (dim 0) has a vector section")
     if d.segments and id_type is None:
         ck.fail("the index has rows but meta.id_type is null")
     for s in range(len(d.segments)):
-        for kind in SEGMENT_REQUIRED + tuple(codecs):
+        for kind in SEGMENT_REQUIRED + tuple(CODE_SECTIONS[c] for c in codecs):
             if (kind, s) not in d.by_segment:
                 ck.fail(f"segment {s} has no {kind!r} section")
         for kind in VECTOR_KINDS:
-            if kind not in codecs and (kind, s) in d.by_segment:
+            if kind not in map(CODE_SECTIONS.get, codecs) and (kind, s) in d.by_segment:
                 ck.fail(f"segment {s}: a {kind!r} section, but meta.codecs {codecs} does not "
                         f"list {kind!r}")
         id_kind = "ids.int" if id_type == "int" else "ids.offsets"

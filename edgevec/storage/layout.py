@@ -16,8 +16,9 @@ from ..errors import ChecksumMismatch, HeaderError, NotAnEdgevecFile, Unsupporte
 
 MAGIC = b"\x89EDGEVEC"
 VERSION_MAJOR = 1
-VERSION_MINOR = 3  # 1.1: lexical postings (lex.* sections, meta.lexical); 1.2: lexical-only
-# indexes (dim 0, no vector sections); 1.3: compact indexes (transform codes). A file is
+VERSION_MINOR = 4  # 1.1: lexical postings (lex.* sections, meta.lexical); 1.2: lexical-only
+# indexes (dim 0, no vector sections); 1.3: compact indexes (transform codes); 1.4: float8
+# codes and stored projections (meta.projection). A file is
 # stamped with the lowest minor version that reads it (minor_for), so a file with sign
 # bits and int8 codes stays readable by 1.1 readers.
 ALIGN = 64
@@ -58,8 +59,11 @@ SECTION_KINDS: dict[str, tuple[frozenset[str], str]] = {
     "lex.norms": (frozenset({"|u1"}), "segment"),
     "lex.totals": (frozenset({"<u8"}), "segment"),
     "transform": (frozenset({"|u1"}), "segment"),
+    "float8": (frozenset({"|u1"}), "segment"),
     "calibration": (frozenset({"<f4"}), "index"),
     "transform.model": (frozenset({"<f4"}), "index"),
+    "float8.scale": (frozenset({"<f4"}), "index"),
+    "projection": (frozenset({"<f4"}), "index"),
     "blob": (frozenset({"|u1"}), "index"),
 }
 # the sections of a segment's postings: all or none of them
@@ -76,8 +80,14 @@ COLUMN_PARTS: dict[str, dict[str, str]] = {
 METRICS = ("cosine", "dot")
 # The sets of vector codes an index can keep (meta.codecs), in that order: sign bits
 # scanned and int8 codes rescoring them (float16 vectors rescoring last), or (1.3) one
-# transform code alone (the compact preset).
-CODEC_SETS = (("binary", "int8"), ("binary", "int8", "f16"), ("transform",))
+# transform code alone (the compact preset), or (1.4) sign bits scanned and float8 codes
+# (E4M3 or E5M2) rescoring them.
+CODEC_SETS = (("binary", "int8"), ("binary", "int8", "f16"), ("transform",),
+              ("binary", "f8e4m3"), ("binary", "f8e5m2"))
+# meta.codecs name -> the per-segment section kind holding that code
+CODE_SECTIONS = {"binary": "binary", "int8": "int8", "f16": "f16", "transform": "transform",
+                 "f8e4m3": "float8", "f8e5m2": "float8"}
+PROJECTIONS = codecs.PROJECTIONS
 TRANSFORM_BLOCK = codecs.TRANSFORM_BLOCK  # rows per byte-major block of a transform section
 ID_TYPES = ("int", "str")
 
@@ -93,10 +103,18 @@ def crc32(data, value: int = 0) -> int:
 # --- preamble ------------------------------------------------------------------------
 
 
+def code_dim(meta: dict) -> int:
+    """The dimension the vector codes store: meta.projection's dims, else meta.dim."""
+    projection = meta.get("projection")
+    return projection["dims"] if projection else meta["dim"]
+
+
 def minor_for(meta: dict) -> int:
-    """The minor version a file with this meta is stamped with: 3 for a compact index
-    (transform codes), 2 for a lexical-only index (older readers refuse them rather than
-    misread them), else 1."""
+    """The minor version a file with this meta is stamped with: 4 with float8 codes or a
+    projection, 3 for a compact index (transform codes), 2 for a lexical-only index (older
+    readers refuse them rather than misread them), else 1."""
+    if meta.get("projection") or any(c.startswith("f8") for c in meta.get("codecs", ())):
+        return 4
     if "transform" in meta.get("codecs", ()):
         return 3
     return 2 if meta.get("dim") == 0 else 1

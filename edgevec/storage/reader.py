@@ -17,8 +17,11 @@ from typing import Any
 import numpy as np
 
 from ..codecs import (
+    Projection,
     block_rows,
+    dequantize_float8,
     dequantize_int8,
+    float8_table,
     rotate,
     transform_bytes,
     transform_decode,
@@ -46,6 +49,7 @@ from .layout import (
     VERSION_MINOR,
     Preamble,
     Slot,
+    code_dim,
     crc32,
     dtype_of,
     parse_preamble,
@@ -55,6 +59,7 @@ from .postings import Postings, length_to_norm
 from .strings import StringTable, id_keys
 
 _CRC_CHUNK = 1 << 24
+_CHECK_ROWS = 65536  # rows of codes checked at a time by verify()
 
 
 def os_error(exc: OSError, path, action: str) -> EdgevecError:
@@ -277,18 +282,55 @@ class Snapshot:
         """The compact index's transform code (edgevec.codecs: mean, rotation, scale,
         bits, quantizer) from meta.transform and the transform.model section, checked
         once: every number finite, every scale > 0 (else a FormatError)."""
-        sec = self.directory.by_segment.get(("transform.model", None))
-        if sec is None:
+        model = self._checked_model("transform.model", lambda a: bool((a[1] > 0).all()),
+                                    "a non-finite number or a scale <= 0")
+        if model is None:
             return None
-        model = self.array(sec)
-        if sec not in self._checked:
-            if not (np.isfinite(model).all() and (model[1] > 0).all()):
-                raise FormatError("transform.model holds a non-finite number or a scale <= 0",
-                                  path=self.path, offset=sec.offset)
-            self._checked.add(sec)
         t = self.meta["transform"]
         return {"mean": model[0], "scale": model[1], "rotation": model[2:],
                 "bits": np.asarray(t["bits"], dtype=np.int64), "quantizer": t["quantizer"]}
+
+    def _checked_model(self, kind: str, ok, rule: str) -> np.ndarray | None:
+        """An index-scope float32 section, checked once by ok(array) (else a FormatError
+        saying what `rule` requires), or None when the file has none."""
+        sec = self.directory.by_segment.get((kind, None))
+        if sec is None:
+            return None
+        a = self.array(sec)
+        if sec not in self._checked:
+            if not (np.isfinite(a).all() and ok(a)):
+                raise FormatError(f"{kind} holds {rule}", path=self.path, offset=sec.offset)
+            self._checked.add(sec)
+        return a
+
+    @property
+    def code_dim(self) -> int:
+        """The dimension the vector codes store (meta.projection's dims, else dim)."""
+        return code_dim(self.meta) if self.dim else 0
+
+    def float8(self) -> tuple[str, np.ndarray] | None:
+        """(kind "e4m3" or "e5m2", per-dimension scale float32 [code_dim]) of an index
+        whose rescoring codes are float8, checked once (finite, > 0), or None."""
+        kind = next((c[2:] for c in self.meta["codecs"] if c.startswith("f8")), None)
+        if kind is None:
+            return None
+        scale = self._checked_model("float8.scale", lambda a: bool((a > 0).all()),
+                                    "a non-finite number or a scale <= 0")
+        return None if scale is None else (kind, scale)
+
+    def projection(self) -> Projection | None:
+        """The index's stored projection (edgevec.codecs.Projection): None without
+        meta.projection or, for "pca", before the first rows fitted it. The pca matrix is
+        checked once (every number finite)."""
+        p = self.meta.get("projection")
+        if not p:
+            return None
+        normalise = self.meta["metric"] == "cosine"
+        if p["kind"] == "prefix":
+            return Projection("prefix", p["dims"], self.dim, normalise=normalise)
+        m = self._checked_model("projection", lambda a: True, "a non-finite number")
+        return None if m is None else Projection("pca", p["dims"], self.dim,
+                                                 mean=m[0], components=m[1:])
 
     def transform_blocks(self, seg: int) -> np.ndarray | None:
         """uint8 [blocks, bytes, 512] transform codes of segment `seg` (byte-major blocks
@@ -301,7 +343,8 @@ class Snapshot:
 
     def bytes_per_row(self) -> dict[str, int]:
         """Bytes each stored row takes in each vector code (meta.codecs)."""
-        sizes = {"binary": 8 * -(-self.dim // 64), "int8": self.dim, "f16": 2 * self.dim}
+        d = self.code_dim
+        sizes = {"binary": 8 * -(-d // 64), "int8": d, "f16": 2 * d, "f8e4m3": d, "f8e5m2": d}
         if self.meta.get("transform"):
             sizes["transform"] = transform_bytes(self.meta["transform"]["bits"])
         return {c: sizes[c] for c in self.meta["codecs"] if c in sizes}
@@ -365,10 +408,19 @@ class Snapshot:
         return rows, out
 
     def vectors(self, rows) -> np.ndarray:
-        """float32 [len(rows), dim] of global `rows`: the stored float16 vectors, else the
-        int8 codes decoded with the calibration, else the transform codes decoded."""
+        """float32 [len(rows), dim] of global `rows`: the stored vectors decoded
+        (`stored_vectors`), taken back through the projection when the index has one
+        (edgevec.codecs.Projection.restore)."""
+        stored = self.stored_vectors(rows)
+        projection = self.projection()
+        return stored if projection is None else projection.restore(stored)
+
+    def stored_vectors(self, rows) -> np.ndarray:
+        """float32 [len(rows), code_dim] of global `rows` as the codes hold them: the
+        stored float16 vectors, else the int8 or float8 codes decoded, else the transform
+        codes decoded."""
         rows, groups = self._by_segment(rows)
-        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        out = np.empty((len(rows), self.code_dim), dtype=np.float32)
         for g, pos, local in groups if self.dim else ():  # lexical-only: [n, 0]
             f16 = self.segment_array("f16", g)
             if f16 is not None:
@@ -376,6 +428,10 @@ class Snapshot:
             elif "int8" in self.meta["codecs"]:
                 out[pos] = dequantize_int8(self.segment_array("int8", g)[local],
                                            self.calibration())
+            elif self.float8() is not None:
+                kind, scale = self.float8()
+                out[pos] = dequantize_float8(self.segment_array("float8", g)[local], scale,
+                                             kind)
             else:
                 code = self.transform_code()
                 levels = transform_unpack(block_rows(self.transform_blocks(g), local), code)
@@ -616,14 +672,25 @@ class Snapshot:
                         raise FormatError(f"column {name!r} of segment {seg} has codes outside "
                                           f"[-1, {len(table)})", path=self.path,
                                           offset=col.where)
-            if ("binary", seg) in d.by_segment and d.dim % 64:
+            dim = self.code_dim
+            if ("binary", seg) in d.by_segment and dim % 64:
                 # padding bits past `dim` must be zero so Hamming distances ignore them
-                last = self.segment_array("binary", seg)[:, words_for(d.dim) - 1]
-                pad = np.uint64(~((1 << (d.dim % 64)) - 1) & 0xFFFFFFFFFFFFFFFF)
+                last = self.segment_array("binary", seg)[:, words_for(dim) - 1]
+                pad = np.uint64(~((1 << (dim % 64)) - 1) & 0xFFFFFFFFFFFFFFFF)
                 if info.rows and bool(np.any(last & pad)):
                     raise FormatError(f"binary codes of segment {seg} set bits past dim "
-                                      f"{d.dim}", path=self.path,
+                                      f"{dim}", path=self.path,
                                       offset=d.by_segment[("binary", seg)].offset)
+            if ("float8", seg) in d.by_segment and info.rows:
+                # V8: no NaN or infinity codes (an encoder saturates instead)
+                kind = next(c[2:] for c in self.meta["codecs"] if c.startswith("f8"))
+                bad = ~np.isfinite(float8_table(kind))
+                codes = self.segment_array("float8", seg)
+                if any(bool(bad[codes[a:a + _CHECK_ROWS]].any())
+                       for a in range(0, len(codes), _CHECK_ROWS)):
+                    raise FormatError(f"float8 codes of segment {seg} hold NaN or infinity "
+                                      f"codes ({kind})", path=self.path,
+                                      offset=d.by_segment[("float8", seg)].offset)
         for seg in range(len(d.segments)):
             self._verify_postings(seg)
         self.deleted_mask()  # checks the tombstones

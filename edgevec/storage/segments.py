@@ -19,7 +19,7 @@ COMPACT_CHUNK_ROWS = 1 << 16
 
 def batch_pending(*, binary: np.ndarray | None, int8: np.ndarray | None,
                   f16: np.ndarray | None, transform: np.ndarray | None = None,
-                  ids: Sequence, id_type: str, texts: Sequence[str] | None,
+                  float8: np.ndarray | None = None, ids: Sequence, id_type: str, texts: Sequence[str] | None,
                   meta_json: Sequence[str] | None,
                   columns: Sequence[tuple[str, str, str, np.ndarray]],
                   postings: Postings | None = None) -> list[Pending]:
@@ -28,7 +28,7 @@ def batch_pending(*, binary: np.ndarray | None, int8: np.ndarray | None,
     seg = {"segment": NEW_SEGMENT}
     out = [Pending.of(kind, codes, **seg)
            for kind, codes in (("binary", binary), ("int8", int8), ("f16", f16),
-                               ("transform", transform))
+                               ("transform", transform), ("float8", float8))
            if codes is not None]
     if id_type == "int":
         out.append(Pending.of("ids.int", np.asarray(ids, dtype="<i8"), **seg))
@@ -156,6 +156,10 @@ def compact_pending(snap: Snapshot) -> tuple[list[Pending], int]:
     d = snap.directory
     if d.calibration is not None:
         out.append(Pending.of("calibration", np.array(snap.calibration())))
+    for kind in ("projection", "float8.scale"):  # index-wide models, kept as they are
+        sec = d.by_segment.get((kind, None))
+        if sec is not None:
+            out.append(Pending.of(kind, np.array(snap.array(sec))))
     for name, sec in sorted(d.blobs.items()):
         out.append(Pending("blob", iter([snap.array(sec)]), "|u1", sec.shape, {"name": name}))
     if not total:
@@ -171,11 +175,10 @@ def compact_pending(snap: Snapshot) -> tuple[list[Pending], int]:
         w = snap.segment_array("binary", 0).shape[1]
         out.append(Pending("binary", _chunks(snap, "binary", live), "<u8", (total, w),
                            dict(extra)))
-        out.append(Pending("int8", _chunks(snap, "int8", live), "|i1", (total, snap.dim),
-                           dict(extra)))
-    if ("f16", 0) in d.by_segment:
-        out.append(Pending("f16", _chunks(snap, "f16", live), "<f2", (total, snap.dim),
-                           dict(extra)))
+    for kind, dtype in (("int8", "|i1"), ("float8", "|u1"), ("f16", "<f2")):
+        if (kind, 0) in d.by_segment:
+            out.append(Pending(kind, _chunks(snap, kind, live), dtype, (total, snap.code_dim),
+                               dict(extra)))
     id_type = snap.meta["id_type"]
     keys = []
     for seg, rows in enumerate(live):

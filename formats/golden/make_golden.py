@@ -110,6 +110,27 @@ def build(outdir: str) -> dict[str, str]:
         idx.add(_vectors(rng, 3, 8), texts=["x", "y", "z"])
         idx.delete([0, 1025])
     paths["compact"] = p
+
+    # 1.4: float8 rescoring codes behind sign bits, of the first 4 of 8 dimensions
+    # (a Matryoshka cut: L2-normalised again, exactly, as each row's cut holds 0-4
+    # values of +-1/2)
+    p = os.path.join(outdir, "prefix-float8.edgevec")
+    with edgevec.Index.create(p, dim=8, dims=4, codecs=["binary", "f8e4m3"],
+                              overwrite=True) as idx:
+        idx.add(_cosine_vectors(rng, 6, 8) + np.eye(8, dtype=np.float32)[:6] * 0.5,
+                ids=["a", "b", "c", "d", "e", "f"])
+        idx.add(_cosine_vectors(rng, 2, 8), ids=["g", "h"])
+        idx.delete(["b"])
+    paths["prefix-float8"] = p
+
+    # 1.4: a PCA to 4 of 8 dimensions (the projection section) under a compact code: the
+    # Hadamard design again, whose fitted directions are exactly axes 0-3
+    p = os.path.join(outdir, "pca.edgevec")
+    with edgevec.Index.create(p, dim=8, metric="dot", pca=4, codecs="compact",
+                              overwrite=True) as idx:
+        idx.add((h[:, 1:9] * scales).astype(np.float32))
+        idx.add(_vectors(rng, 2, 8))
+    paths["pca"] = p
     return paths
 
 
