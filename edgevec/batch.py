@@ -61,10 +61,11 @@ PRESETS = {
     "compact": ("transform",),
 }
 # rows of the first batch a compact index fits its transform code on, or a projected index
-# its PCA (at most), and the fewest it accepts: a rotation fitted on fewer rows than
-# dimensions is mostly noise
+# its PCA (at most), and the fewest it accepts: FIT_ROWS_PER_DIM a dimension, up to
+# FIT_MIN_ROWS (a covariance estimated from fewer rows is mostly noise)
 FIT_ROWS = 20_000
 FIT_MIN_ROWS = 1_000
+FIT_ROWS_PER_DIM = 25
 
 
 def codec_set(spec: Any, store_f16: bool) -> list[str]:
@@ -138,12 +139,13 @@ def new_meta(dim: Any, metric: Any, store_f16: Any, user_metadata: Any,
     return meta
 
 
-def check_fit_rows(n: int, path: str, what: str) -> None:
-    """A first batch that fits a stored model (a transform code, a PCA) has at least
-    FIT_MIN_ROWS rows: one fitted on fewer is mostly noise."""
-    if n < FIT_MIN_ROWS:
+def check_fit_rows(x: np.ndarray, path: str, what: str) -> None:
+    """A first batch x [n, d] that fits a stored model (a transform code, a PCA) has at
+    least min(FIT_MIN_ROWS, FIT_ROWS_PER_DIM * d) rows."""
+    need = min(FIT_MIN_ROWS, FIT_ROWS_PER_DIM * x.shape[1])
+    if len(x) < need:
         raise InvalidInput(f"{path} {what}: its first batch fits it and needs at least "
-                           f"{FIT_MIN_ROWS} rows (got {n}); add a larger first batch, or "
+                           f"{need} rows (got {len(x)}); add a larger first batch, or "
                            "create the index without it")
 
 
@@ -155,7 +157,7 @@ def fit_sample(x: np.ndarray) -> np.ndarray:
 def fit_transform(x: np.ndarray, path: str) -> tuple[dict, Pending, dict[str, Any]]:
     """A compact index's first batch (checked, normalised) -> (its transform code, the
     transform.model section, meta.transform), fitted on up to FIT_ROWS rows."""
-    check_fit_rows(len(x), path, "is a compact index (codecs=\"compact\"), whose rows are "
+    check_fit_rows(x, path, "is a compact index (codecs=\"compact\"), whose rows are "
                    "stored in a code fitted on them")
     code = codecs.fit_transform_code(fit_sample(x), 0,
                                      max_bytes=codecs.compact_bytes(x.shape[1]))
@@ -309,7 +311,7 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
     if x is not None and snap.meta.get("projection"):
         projection = snap.projection()
         if projection is None:  # a pca fitted on the first batch
-            check_fit_rows(n, snap.path, f"projects its vectors by a PCA to "
+            check_fit_rows(x, snap.path, f"projects its vectors by a PCA to "
                            f"{snap.code_dim} dimensions")
             projection = codecs.fit_projection(fit_sample(x), snap.code_dim)
             pending.append(Pending.of("projection", projection.matrix()))

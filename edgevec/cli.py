@@ -35,7 +35,8 @@ def cmd_info(args) -> int:
         _print_json(report)
         return 0
     for key in ("path", "format_version", "generation", "dim", "metric", "rows", "deleted",
-                "segments", "id_type", "codecs", "bytes_per_row", "fields", "rescore_m",
+                "segments", "id_type", "codecs", "bytes_per_row", "projection", "fields",
+                "rescore_m",
                 "embedder", "lexical",
                 "lexical_bytes", "user", "file_bytes"):
         print(f"{key:>14}: {report[key]}")

@@ -186,6 +186,21 @@ def fit_pca(x: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), (top * flip[:, None]).astype(np.float32)
 
 
+def random_rotation(n: int, seed: int) -> np.ndarray:
+    """A seeded random orthogonal matrix float64 [n, n]: Gram-Schmidt (twice) over
+    Gaussian rows, with every sum an einsum in a fixed order (not LAPACK), so it is the
+    same on every CPU."""
+    a = np.random.default_rng(seed).normal(size=(n, n))
+    q = np.zeros((n, n))
+    for i in range(n):
+        v = a[i]
+        for _ in range(2):
+            v = v - np.einsum("j,jd->d", np.einsum("jd,d->j", q[:i], v, optimize=False),
+                              q[:i], optimize=False)
+        q[i] = v / np.sqrt(np.einsum("d,d->", v, v, optimize=False))
+    return q
+
+
 def rotate(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """x [n, d] @ matrix[k, d].T as float32, summed in float64 in a fixed order (NumPy's
     einsum loop, not BLAS, whose kernels and so whose roundings change with the CPU): the
@@ -202,11 +217,14 @@ class Projection:
     """A stored projection from `input_dim` to `dims` dimensions, applied to every row
     before it is encoded and to every query before it is scored (issue 14).
 
-    "pca": rows y = P (x - mean), queries z = P q (not centred), P the `dims` principal
-    directions [dims, input_dim] fitted on the first batch. Then z . y = q . x - q . mean
-    up to what the dropped directions hold, so adding `offset` = q . mean back makes a
-    score an estimate of q . x itself (a cosine stays a cosine) and leaves the ranking
-    alone. "prefix": the first `dims` values (a Matryoshka model's own cut), L2-normalised
+    "pca": rows y = P (x - mean), queries z = P q (not centred), P [dims, input_dim]
+    orthonormal rows spanning the `dims` principal directions fitted on the first batch,
+    turned by a random rotation so that every stored dimension carries an equal share of
+    the variance (as raw embedding dimensions do: sign bits and per-dimension int8 need
+    it; on the principal axes themselves a 1-bit funnel lost a third of its recall). Then
+    z . y = q . x - q . mean up to what the dropped directions hold, so adding `offset` =
+    q . mean back makes a score an estimate of q . x itself (a cosine stays a cosine) and
+    leaves the ranking alone. "prefix": the first `dims` values (a Matryoshka model's own cut), L2-normalised
     again when `normalise` (metric cosine); offset 0."""
 
     kind: str
@@ -231,6 +249,13 @@ class Projection:
                                                          optimize=False)
         return self._cut(q), np.zeros(len(q))
 
+    def centred(self, q: np.ndarray) -> np.ndarray:
+        """P (q - mean) [nq, dims]: the query as the rows are stored, centred (a first
+        stage's sign bits: they then compare like with like)."""
+        if self.kind != "pca":
+            return self._cut(q)
+        return rotate(np.asarray(q, dtype=np.float32) - self.mean, self.components)
+
     def restore(self, y: np.ndarray) -> np.ndarray:
         """Stored [n, dims] -> the nearest [n, input_dim] the projection allows (pca: mean
         + P^T y; prefix: the cut with zeros after it)."""
@@ -254,9 +279,11 @@ class Projection:
 
 
 def fit_projection(x: np.ndarray, dims: int) -> Projection:
-    """A pca Projection of rows float32 [n, d] to `dims` dimensions."""
+    """A pca Projection of rows float32 [n, d] to `dims` dimensions (see Projection)."""
     mean, components = fit_pca(x, dims)
-    return Projection("pca", dims, x.shape[1], mean=mean, components=components)
+    turned = np.einsum("ij,jd->id", random_rotation(dims, dims), components.astype(np.float64),
+                       optimize=False)
+    return Projection("pca", dims, x.shape[1], mean=mean, components=turned.astype(np.float32))
 
 
 # --- transform codes (issue 14): a stored rotation, then bits per dimension by variance --

@@ -88,16 +88,19 @@ def _hamming_candidates(seg: Segment, qbits: np.ndarray, depth: int,
 
 def funnel_search(segments: Sequence[Segment], calibration: Tier, queries: np.ndarray,
                   k: int, *, m: int = 10, rescore_f16: bool = True,
-                  threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  threads: int | None = None, signs: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """float32 queries [nq, d] (or one [d]) over segments -> (scores float32[nq, k'], global
     rows int64[nq, k']); k' = min(k, candidates), the same for every query ([k'] arrays
-    for one query). `calibration`: the rescoring tier (see Tier)."""
+    for one query). `calibration`: the rescoring tier (see Tier). `signs`: vectors of the
+    queries' shape whose sign bits pick the candidates (default: the queries')."""
     single = np.ndim(queries) == 1
     q = _as_batch(queries[None, :] if single else queries)
     k = check_k(k)
     m = check_k(m, "m")
     nq = len(q)
-    qbits = codecs.sign_bits(q)
+    qbits = codecs.sign_bits(q if signs is None else _as_batch(
+        signs[None, :] if single else signs))
     rescore = rescorer(calibration, q)
     scores, rows, seg_of = [], [], []
     for si, seg in enumerate(segments):

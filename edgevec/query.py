@@ -178,9 +178,9 @@ def _dense(snap: Snapshot, segs: list[Segment], q: np.ndarray, k: int, depth: in
     if not segs or not nq:
         return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
     projection = snap.projection()
-    shift = None
-    if projection is not None:
-        q, shift = projection.queries(q)
+    shift = signs = None
+    if projection is not None:  # the first stage compares centred signs with centred rows
+        q, shift, signs = *projection.queries(q), projection.centred(q)
     tier = snap.float8() or snap.calibration()
     if "transform" in snap.meta["codecs"]:  # a compact index: one scan, exact or not
         scores, rows = transform_search(segs, snap.transform_code(), q, depth,
@@ -192,7 +192,7 @@ def _dense(snap: Snapshot, segs: list[Segment], q: np.ndarray, k: int, depth: in
         # candidates by Hamming distance, rescored and ranked to `depth`
         m = m or snap.meta.get("rescore_m") or DEFAULT_M
         scores, rows = funnel_search(segs, tier, q, depth, m=-(-k * m // depth),
-                                     rescore_f16=rescore_f16, threads=threads)
+                                     rescore_f16=rescore_f16, threads=threads, signs=signs)
     if shift is not None and shift.any():
         scores = (scores.astype(np.float64) + shift[:, None]).astype(np.float32)
     return scores, (np.where(rows >= 0, rows + offset, -1) if offset else rows)

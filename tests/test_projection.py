@@ -202,7 +202,9 @@ def test_build_projects_texts_and_checks_the_projection_first(tmp_path, minilm, 
     out = str(tmp_path / "cut.edgevec")
     assert cli.main(["build", str(folder), "-o", out, "--dims", "128", "--quiet"]) == 0
     assert cli.main(["info", out]) == 0
-    assert "bytes_per_row: {'binary': 16, 'int8': 128}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "bytes_per_row: {'binary': 16, 'int8': 128}" in printed
+    assert "projection: {'dims': 128, 'kind': 'prefix'}" in printed
     with edgevec.open(out) as idx:
         assert idx.dim == 384 and idx._s.meta["projection"] == {"kind": "prefix", "dims": 128}
         assert idx.search("cats", k=1, mode="dense").texts[0].endswith("cats.")

@@ -618,6 +618,7 @@ class Snapshot:
             "rows": self.live, "stored_rows": self.rows, "deleted": meta["deleted"],
             "segments": len(d.segments), "id_type": meta["id_type"],
             "codecs": list(meta["codecs"]), "bytes_per_row": self.bytes_per_row(),
+            "projection": meta.get("projection"),
             "fields": dict(meta["fields"]),
             "rescore_m": meta.get("rescore_m"), "embedder": meta.get("embedder"),
             "lexical": meta.get("lexical"), "lexical_only": self.dim == 0,
