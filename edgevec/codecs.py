@@ -144,18 +144,25 @@ def float8_max(kind: str) -> float:
 
 def quantize_float8(x: np.ndarray, scale: np.ndarray, kind: str) -> np.ndarray:
     """float32 [n, d] / scale (per dimension [d] or one float) -> uint8 float8 codes, the
-    nearest finite value (ties to the lower magnitude), saturating at the largest."""
-    table = float8_table(kind)
-    positive = np.flatnonzero((table >= 0) & np.isfinite(table) & (np.arange(256) < 128))
-    values = table[positive]
-    order = np.argsort(values, kind="stable")
-    values, positive = values[order], positive[order]
+    nearest finite value (ties to the lower magnitude), saturating at the largest.
+
+    Computed from the float32 bits, not searched: y = |x / scale| has exponent E (at
+    least the smallest normal one: below it the grid is the subnormals'), the grid step
+    there is 2^(E - mantissa bits), and k = y / step rounds up only from above .5 (ceil(k
+    - 0.5); both exact, k < 2^(m+1)). Positive codes grow with their values, so
+    saturating is a min over codes."""
+    e_bits, m_bits, bias = FLOAT8[kind]
     y = np.abs(np.asarray(x, dtype=np.float32) / np.asarray(scale, dtype=np.float32))
-    y = np.minimum(y, values[-1])
-    hi = np.clip(np.searchsorted(values, y), 1, len(values) - 1)
-    lo = hi - 1
-    pick = np.where(values[hi] - y < y - values[lo], hi, lo)
-    code = positive[pick].astype(np.uint8)
+    exp = np.maximum(((y.view(np.uint32) >> 23) & 0xFF).astype(np.int32) - 127, 1 - bias)
+    step_bits = (exp - m_bits + 127) << 23
+    k = y * ((254 << 23) - step_bits).view(np.float32)  # y / step, exactly
+    r = np.ceil(k - np.float32(0.5)).astype(np.int32)
+    carry = r >> (m_bits + 1)  # rounded up into the next binade: r = 2^(m+1)
+    exp, r = exp + carry, r >> carry
+    normal = r >= (1 << m_bits)
+    code = np.where(normal, ((exp + bias) << m_bits) + r - (1 << m_bits), r)
+    top = int(np.flatnonzero(float8_table(kind)[:128] == float8_max(kind))[0])
+    code = np.minimum(code, top).astype(np.uint8)
     return np.where(np.asarray(x) < 0, code | np.uint8(0x80), code).astype(np.uint8)
 
 

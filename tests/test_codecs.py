@@ -188,3 +188,35 @@ def test_bits_go_where_the_variance_is_and_the_code_round_trips():
         exact = (x - code["mean"]) @ code["rotation"].T
         err.append(float(np.mean((rec - exact) ** 2) / np.mean(exact ** 2)))
     assert err[0] < 0.02 and err[1] < err[0] * 1.05  # 3 bits a dimension on average
+
+
+def _nearest_float8_searched(x, scale, kind):
+    """The first encoder: a search over the sorted positive values (the reference)."""
+    table = codecs.float8_table(kind)
+    positive = np.flatnonzero((table >= 0) & np.isfinite(table) & (np.arange(256) < 128))
+    values = table[positive]
+    order = np.argsort(values, kind="stable")
+    values, positive = values[order], positive[order]
+    y = np.minimum(np.abs(np.asarray(x, np.float32) / np.float32(scale)), values[-1])
+    hi = np.clip(np.searchsorted(values, y), 1, len(values) - 1)
+    lo = hi - 1
+    code = positive[np.where(values[hi] - y < y - values[lo], hi, lo)].astype(np.uint8)
+    return np.where(np.asarray(x) < 0, code | np.uint8(0x80), code).astype(np.uint8)
+
+
+@pytest.mark.parametrize("kind", ["e4m3", "e5m2"])
+def test_float8_encoder_equals_the_searched_nearest_value_ties_included(kind):
+    table = codecs.float8_table(kind)
+    finite = np.unique(np.abs(table[np.isfinite(table)]))
+    mids = (finite[1:] + finite[:-1]) / 2  # exact ties: they go to the lower magnitude
+    near = np.concatenate([mids, np.nextafter(mids, 0), np.nextafter(mids, np.inf), finite,
+                           finite * 1.0001, [0.0, finite[-1] * 2, 1e30, 1e-30]])
+    rng = np.random.default_rng(8)
+    x = np.concatenate([near, -near, rng.normal(scale=10.0, size=20_000),
+                        rng.normal(scale=1e-3, size=5_000)]).astype(np.float32)
+    for scale in (1.0, 0.5, 3.0):
+        got = codecs.quantize_float8(x[None, :], np.float32(scale), kind)[0]
+        np.testing.assert_array_equal(got, _nearest_float8_searched(x, scale, kind))
+        assert np.isfinite(table[got]).all()
+    got = codecs.quantize_float8(mids[None, :], np.float32(1.0), kind)[0]
+    np.testing.assert_array_equal(table[got], finite[:-1])  # each tie: the lower value
