@@ -18,6 +18,7 @@ import numpy as np
 from . import codecs
 from .calibration import choose_m, depth_to_store, needs_calibration
 from .errors import DuplicateId, InvalidInput, UnknownId
+from .funnel import rescoring_codes
 from .fusion import RRF_DEPTH, RRF_K
 from .lexical import Analyzer
 from .lexical.bm25 import BM25
@@ -324,25 +325,25 @@ def encode(snap: Snapshot, vectors: Any, *, ids: Any = None, texts: Any = None,
         packed = codecs.transform_pack(codecs.transform_encode(x, code), code)
         blocks = codecs.transform_blocks(packed)
         transform = blocks.reshape(len(blocks), -1)
-    elif x is not None and snap.meta["codecs"][1].startswith("f8"):
-        kind, scale = snap.float8() or (snap.meta["codecs"][1][2:], None)
-        if scale is None:
-            scale = codecs.float8_scale(x, kind)
-            pending.append(Pending.of("float8.scale", scale))
-        binary, float8 = codecs.sign_bits(x), codecs.quantize_float8(x, scale, kind)
-        if needs_calibration(snap.meta.get("rescore_m"), snap.meta.get("rescore_rows"),
-                             snap.live + n):
-            meta.update(measure_m(snap, x, (binary, float8), calibration=(kind, scale))[0])
-    elif x is not None:
-        calibration = snap.calibration()
-        if calibration is None:
-            calibration = codecs.calibrate_int8(x)
-            pending.append(Pending.of("calibration", calibration))
-        binary, int8 = codecs.sign_bits(x), codecs.quantize_int8(x, calibration)
+    elif x is not None:  # the funnel's codes: sign bits, int8 or float8 rescoring them
+        tier = snap.float8() or snap.calibration()
+        if tier is None:  # the first rows fit it
+            kind = snap.meta["codecs"][1]
+            if kind.startswith("f8"):
+                tier = (kind[2:], codecs.float8_scale(x, kind[2:]))
+                pending.append(Pending.of("float8.scale", tier[1]))
+            else:
+                tier = codecs.calibrate_int8(x)
+                pending.append(Pending.of("calibration", tier))
+        binary, rescoring = codecs.sign_bits(x), rescoring_codes(tier, x)
+        if isinstance(tier, tuple):
+            float8 = rescoring
+        else:
+            int8 = rescoring
         f16 = codecs.to_f16(x) if snap.has_f16 else None
         if needs_calibration(snap.meta.get("rescore_m"), snap.meta.get("rescore_rows"),
                              snap.live + n):
-            meta.update(measure_m(snap, x, (binary, int8), calibration=calibration)[0])
+            meta.update(measure_m(snap, x, (binary, rescoring), calibration=tier)[0])
     columns: list = []
     meta_json = None
     if meta_list is not None:

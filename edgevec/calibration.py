@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import codecs
-from .funnel import Segment, Tier, funnel_search
+from .funnel import Segment, Tier, funnel_search, rescoring_codes
 from .search import best_k, check_k
 
 DEFAULT_M_CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50, 64)
@@ -93,10 +93,8 @@ def choose_m(vectors: np.ndarray, *, k: int = 10, target: float = 0.95,
     if n <= k:
         return 1, {1: 1.0}
     cal = codecs.calibrate_int8(x) if calibration is None else calibration
-    if codes is None:
-        codes = (codecs.sign_bits(x), codecs.quantize_float8(x, cal[1], cal[0])
-                 if isinstance(cal, tuple) else codecs.quantize_int8(x, cal))
-    binary, second = codes
+    binary, second = codes if codes is not None else (codecs.sign_bits(x),
+                                                       rescoring_codes(cal, x))
     seg = (Segment(binary, None, None, float8=second) if isinstance(cal, tuple)
            else Segment(binary, second, None))
     q = sample_queries(x, sample, seed)

@@ -59,6 +59,14 @@ class Segment:
 Tier = np.ndarray | tuple[str, np.ndarray]
 
 
+def rescoring_codes(tier, x: np.ndarray) -> np.ndarray:
+    """Rows float32 [n, d] -> their rescoring codes under `tier` (see Tier): int8 [n, d]
+    or float8 uint8 [n, d]."""
+    if isinstance(tier, tuple):
+        return codecs.quantize_float8(x, tier[1], tier[0])
+    return codecs.quantize_int8(x, tier)
+
+
 def rescorer(tier, q: np.ndarray):
     """(segment, candidate rows int64 [nq, c]) -> scores float64 [nq, c] of queries q
     [nq, d] by the segment's rescoring codes (`tier`: see Tier)."""

@@ -428,10 +428,9 @@ class Snapshot:
             elif "int8" in self.meta["codecs"]:
                 out[pos] = dequantize_int8(self.segment_array("int8", g)[local],
                                            self.calibration())
-            elif self.float8() is not None:
-                kind, scale = self.float8()
-                out[pos] = dequantize_float8(self.segment_array("float8", g)[local], scale,
-                                             kind)
+            elif (float8 := self.float8()) is not None:
+                out[pos] = dequantize_float8(self.segment_array("float8", g)[local],
+                                             float8[1], float8[0])
             else:
                 code = self.transform_code()
                 levels = transform_unpack(block_rows(self.transform_blocks(g), local), code)
