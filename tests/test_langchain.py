@@ -123,6 +123,17 @@ def test_your_own_embeddings_get_hybrid_search_too(tmp_path):
         assert store.delete() and store.similarity_search("capital", k=3) == []
 
 
+def test_a_new_file_takes_index_create_options(tmp_path):
+    fake = TestStandardSuite.get_embeddings()  # 6-d
+    with EdgevecVectorStore(tmp_path / "f8.edgevec", fake, codecs=["binary", "f8e4m3"],
+                            dims=4) as store:
+        store.add_documents([Document(page_content=d[1], id=d[0]) for d in DOCS])
+        info = store.index.info()
+        assert info["codecs"] == ["binary", "f8e4m3"] and info["projection"]["dims"] == 4
+        assert store.similarity_search_by_vector(fake.embed_query(DOCS[1][1]), k=1)[0].id == \
+            "berlin"
+
+
 def test_importing_without_the_extra_names_it():
     out = import_error_without("edgevec.integrations.langchain", "langchain_core")
     assert out.startswith("MissingExtra") and "pip install 'edgevec[langchain]'" in out

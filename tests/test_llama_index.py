@@ -142,6 +142,19 @@ def test_nodes_with_their_own_embeddings_and_wrong_queries(tmp_path):
         EdgevecVectorStore(tmp_path / "missing.edgevec", read_only=True)
 
 
+def test_a_new_file_takes_index_create_options(tmp_path):
+    nodes = [TextNode(text=t, id_=d, embedding=[float(j == i) + 0.5 for j in range(4)])
+             for i, (d, t, _) in enumerate(DOCS[:4])]
+    store = EdgevecVectorStore(tmp_path / "cut.edgevec",
+                               create_options={"codecs": ["binary", "f8e4m3"], "dims": 2})
+    store.add(nodes)
+    info = store.client.info()
+    assert info["codecs"] == ["binary", "f8e4m3"]
+    assert info["projection"] == {"dims": 2, "kind": "prefix"} and info["dim"] == 4
+    assert EdgevecVectorStore(tmp_path / "other.edgevec").create_options == {}
+    store.close()
+
+
 def test_importing_without_the_extra_names_it():
     out = import_error_without("edgevec.integrations.llama_index", "llama_index")
     assert out.startswith("MissingExtra") and "pip install 'edgevec[llama-index]'" in out

@@ -116,6 +116,7 @@ class EdgevecVectorStore(BasePydanticVectorStore):
     is_embedding_query: bool = True
     path: str
     lexical: bool = True
+    create_options: dict = {}  # more edgevec.Index.create options (copied per instance)
 
     _index: Any = PrivateAttr(default=None)
     _lock: Any = PrivateAttr()
@@ -126,7 +127,8 @@ class EdgevecVectorStore(BasePydanticVectorStore):
         """path: the index file, opened for writing (one writer per file) or, with
         read_only, for searching only (e.g. shipped inside an app); created on the first
         add with the nodes' embedding dimension. lexical: keep BM25 postings of the node
-        texts (hybrid and sparse modes)."""
+        texts (hybrid and sparse modes). create_options: more `edgevec.Index.create`
+        options for a new file, e.g. {"codecs": "compact"} or {"pca": 192}."""
         super().__init__(path=os.fspath(path), lexical=lexical, **kwargs)
         self._lock = threading.RLock()
         self._read_only = read_only
@@ -150,7 +152,8 @@ class EdgevecVectorStore(BasePydanticVectorStore):
     def _writer(self, dim: int | None = None) -> _index.Index:
         check_writable(self._read_only, self.path)
         if self._index is None and dim is not None:
-            self._index = _index.Index.create(self.path, dim=dim, lexical=self.lexical)
+            self._index = _index.Index.create(self.path, dim=dim, lexical=self.lexical,
+                                              **self.create_options)
         return self._index
 
     # --- writing -------------------------------------------------------------------------
