@@ -231,8 +231,8 @@ class Projection:
     it; on the principal axes themselves a 1-bit funnel lost a third of its recall). Then
     z . y = q . x - q . mean up to what the dropped directions hold, so adding `offset` =
     q . mean back makes a score an estimate of q . x itself (a cosine stays a cosine) and
-    leaves the ranking alone. "prefix": the first `dims` values (a Matryoshka model's own cut), L2-normalised
-    again when `normalise` (metric cosine); offset 0."""
+    leaves the ranking alone. "prefix": the first `dims` values (a Matryoshka model's own
+    cut), L2-normalised again when `normalise` (metric cosine); offset 0."""
 
     kind: str
     dims: int

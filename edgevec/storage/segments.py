@@ -19,7 +19,8 @@ COMPACT_CHUNK_ROWS = 1 << 16
 
 def batch_pending(*, binary: np.ndarray | None, int8: np.ndarray | None,
                   f16: np.ndarray | None, transform: np.ndarray | None = None,
-                  float8: np.ndarray | None = None, ids: Sequence, id_type: str, texts: Sequence[str] | None,
+                  float8: np.ndarray | None = None, ids: Sequence, id_type: str,
+                  texts: Sequence[str] | None,
                   meta_json: Sequence[str] | None,
                   columns: Sequence[tuple[str, str, str, np.ndarray]],
                   postings: Postings | None = None) -> list[Pending]:
