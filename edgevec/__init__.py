@@ -24,6 +24,7 @@ from .errors import (
     ShardTimeout,
     TruncatedFile,
     UnknownId,
+    UnsafeModel,
     UnsupportedVersion,
     WriteFailed,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "ShardTimeout",
     "TruncatedFile",
     "UnknownId",
+    "UnsafeModel",
     "UnsupportedVersion",
     "WriteFailed",
     "__version__",

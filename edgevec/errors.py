@@ -37,6 +37,8 @@ __all__ = [
     "IdTypeMismatch",
     "UnknownId",
     "ModelMismatch",
+    "ModelError",
+    "UnsafeModel",
 ]
 
 
@@ -177,7 +179,14 @@ class ModelMismatch(EdgevecError):
 
 
 class ModelError(EdgevecError):  # noqa: N818 - named like the other errors
-    """A model directory or file is missing, damaged, or does not match its manifest."""
+    """A model directory or file is missing, damaged, does not match its manifest, or
+    failed while embedding."""
+
+
+class UnsafeModel(ModelError):
+    """A model (ONNX graph, tokenizer.json or config) breaks a rule of the model gate
+    (formats/SPEC.md, "Security"): external data, an operator off the allow-list, control
+    flow, oversized shapes, a backtracking regex, out-of-range config values."""
 
 
 class MissingExtra(EdgevecError, ImportError):

@@ -147,6 +147,9 @@ def check_ids(ids: Any, n: int, id_type: str | None, next_auto: int, where: str
     if ids is None:
         if id_type == "str":
             raise InvalidInput(f"{where} has str ids: pass ids= for every row")
+        if next_auto + n > 2**63:  # the ids would not fit the index's int64 ids
+            raise InvalidInput(f"{where}: {n} automatic ids from {next_auto} would pass "
+                               f"2**63 - 1, the largest int id; pass ids= explicitly")
         return list(range(next_auto, next_auto + n)), "int", next_auto + n
     if isinstance(ids, (str, bytes)):
         raise InvalidInput("ids must be a sequence of ids, not a single str")

@@ -66,6 +66,18 @@ def _tomb_value(path):
     patch_section(path, "tombstones", 0, struct.pack("<Q", 10**6), segment=None)
 
 
+def _huge_directory(path):
+    """A commit slot claiming a 65 MiB directory of a file made sparse to hold it: open
+    read the whole claim (1.5 GiB took 18 s, 1 TiB raised MemoryError) before its CRC
+    failed. F9 refuses it before reading."""
+    _, h = read_directory(path)
+    length = (65 << 20)
+    end = h.slot.dir_offset + length
+    with open(path, "r+b") as f:
+        f.truncate(end)
+    patch_slot(path, dir_length=length, committed_length=end)
+
+
 def _string_offsets(path):
     patch_section(path, "texts.offsets", 8 * 3, struct.pack("<Q", 10**9))
 
@@ -118,6 +130,10 @@ CASES = {
         p, _set("int8", "shape", lambda v, d: [v[0] * 2, v[1] // 2])),
                     E.SectionLengthMismatch, "open"),
     "slot-points-outside": (lambda p: patch_slot(p, dir_offset=2**40), E.HeaderError, "open"),
+    "directory-over-limit": (_huge_directory, E.HeaderError, "open"),
+    # a calibrated m sizes the candidate buffers of every search: bounded at open (D17)
+    "rescore-m-too-large": (lambda p: rewrite_directory(
+        p, lambda d: d["meta"].update(rescore_m=2**40)), E.MalformedDirectory, "open"),
     "section-checksum": (lambda p: patch(p, _section(read_directory(p)[0], "int8")["offset"],
                                          b"\x7f\x7f"), E.ChecksumMismatch, "verify"),
     "string-table-offsets": (_string_offsets, E.StringTableError, "verify"),
@@ -141,6 +157,14 @@ LEXICAL_CASES = {
     "lexical-bad-parameters": (lambda p: rewrite_directory(
         p, lambda d: d["meta"]["lexical"]["rrf"].update(depth=0)), E.MalformedDirectory,
                                "open"),
+    # rrf.k = 2**31 passed and overflowed int32 at the first hybrid search; a huge depth
+    # sizes the dense list of every hybrid search (D17)
+    "lexical-rrf-k-too-large": (lambda p: rewrite_directory(
+        p, lambda d: d["meta"]["lexical"]["rrf"].update(k=2**31)), E.MalformedDirectory,
+                                "open"),
+    "lexical-rrf-depth-too-large": (lambda p: rewrite_directory(
+        p, lambda d: d["meta"]["lexical"]["rrf"].update(depth=2**31)), E.MalformedDirectory,
+                                    "open"),
     "lexical-postings-damaged": (lambda p: patch_section(p, "lex.post.data", 0, b"\x00"),
                                  E.FormatError, "verify"),
     "lexical-norms-disagree": (lambda p: patch_section(p, "lex.norms", 0, b"\xc8"),
@@ -336,7 +360,21 @@ def test_every_documented_case_is_tested():
                   if line.startswith("| `")}
     assert documented == (set(CASES) | set(LEXICAL_CASES) | set(LEXICAL_ONLY_CASES)
                           | set(COMPACT_CASES) | set(PROJECTED_CASES)
-                          | {"torn-newest-slot", "newer-minor"})
+                          | {"torn-newest-slot", "newer-minor", "next-auto-id-at-limit"})
+
+
+def test_next_auto_id_at_the_limit_refuses_automatic_ids(victim, golden_dir, tmp_path):
+    """next_auto_id = 2**63 - 1 is a legal header (an int id 2**63 - 2 was added), but the
+    next add without ids overflowed int64: it is refused, naming the fix (D17)."""
+    p = str(tmp_path / "ints.edgevec")
+    with edgevec.Index.create(p, dim=4) as idx:
+        idx.add(np.eye(4, dtype=np.float32))
+    rewrite_directory(p, lambda d: d["meta"].update(next_auto_id=2**63 - 1))
+    with edgevec.open(p, writable=True) as idx:
+        with pytest.raises(E.InvalidInput, match="2\\*\\*63 - 1.*ids="):
+            idx.add(np.eye(4, dtype=np.float32)[:2])
+        idx.add(np.eye(4, dtype=np.float32)[:2], ids=[7, 8])
+        assert len(idx) == 6
 
 
 def test_torn_newest_slot_falls_back_to_previous_commit(victim):

@@ -263,11 +263,13 @@ def test_an_old_8bit_dyn8_model_is_refused_where_it_would_saturate(tiny_dir, mon
     from edgevec.embed import exactness
     model = (tiny_dir / "model.onnx").read_bytes()
     tok = (tiny_dir / "tokenizer.json").read_bytes()
-    old = ModelConfig(name="tiny", dim=32, pooling="none", variant="dyn8")
+    # max_tokens within the tiny model's 64-row position table (the gate checks it)
+    old = ModelConfig(name="tiny", dim=32, max_tokens=48, pooling="none", variant="dyn8")
     monkeypatch.setattr(exactness, "integer_products_exact", lambda levels: levels <= 64)
     with pytest.raises(ModelError, match=r"up to \+-127.*saturation.*--variant dyn8 --force"):
         Embedder.from_bytes(model, tok, old)
-    new = ModelConfig(name="tiny", dim=32, pooling="none", variant="dyn8", weight_levels=63)
+    new = ModelConfig(name="tiny", dim=32, max_tokens=48, pooling="none", variant="dyn8",
+                      weight_levels=63)
     assert Embedder.from_bytes(model, tok, new).dim == 32
     assert ModelConfig.from_json(new.to_json()).weight_levels == 63
     monkeypatch.setattr(exactness, "integer_products_exact", lambda levels: True)

@@ -9,11 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import ModelError, UnsafeModel
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "edgevec-model.json"
+# bounds on what a config may say (it may come from an untrusted index file)
+MAX_DIM = 65536
+MAX_TOKENS = 8192     # and within the model's position table, where the gate finds one
+MAX_NAME = 200
+POOLINGS = ("mean", "cls", "none")
 
 
 @dataclass(frozen=True)
@@ -39,14 +44,46 @@ class ModelConfig:
         return out
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "ModelConfig":
-        try:
-            return cls(name=str(d["name"]), dim=int(d["dim"]),
-                       max_tokens=int(d.get("max_tokens", 256)),
-                       pooling=str(d.get("pooling", "mean")),
-                       normalize=bool(d.get("normalize", True)), variant=d.get("variant"),
-                       sha256=dict(d.get("sha256") or {}),
-                       weight_levels=(None if d.get("weight_levels") is None
-                                      else int(d["weight_levels"])))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"model config is missing or mistypes a field: {exc}") from None
+    def from_json(cls, d: Any, source: str = "model config") -> "ModelConfig":
+        """A config read from JSON, every value type- and range-checked (it may come from
+        an untrusted index file): UnsafeModel names the field, the value and the limit."""
+        if not isinstance(d, dict):
+            raise UnsafeModel(f"{source}: the model config must be a JSON object, got "
+                              f"{type(d).__name__}")
+        if "name" not in d or "dim" not in d:
+            raise ModelError(f"{source}: the model config lacks "
+                             f"{'name' if 'name' not in d else 'dim'}")
+
+        def bad(field: str, value: Any, limit: str) -> UnsafeModel:
+            return UnsafeModel(f"{source}: config {field}={value!r:.60} is out of range: "
+                               f"{limit}")
+
+        def integer(field: str, lo: int, hi: int, default: Any = None,
+                    optional: bool = False) -> Any:
+            value = d.get(field, default)
+            if value is None and optional:
+                return None
+            if type(value) is not int or not lo <= value <= hi:
+                raise bad(field, value, f"an integer in {lo}..{hi}")
+            return value
+
+        name, variant = d["name"], d.get("variant")
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
+            raise bad("name", name, f"a string of 1..{MAX_NAME} characters")
+        if variant is not None and (not isinstance(variant, str) or len(variant) > MAX_NAME):
+            raise bad("variant", variant, f"null or a string of at most {MAX_NAME} characters")
+        pooling, normalize = d.get("pooling", "mean"), d.get("normalize", True)
+        if pooling not in POOLINGS:
+            raise bad("pooling", pooling, f"one of {', '.join(POOLINGS)}")
+        if not isinstance(normalize, bool):
+            raise bad("normalize", normalize, "true or false")
+        digests = d.get("sha256") or {}
+        if not isinstance(digests, dict) or len(digests) > 8 or not all(
+                isinstance(k, str) and len(k) <= MAX_NAME and isinstance(v, str)
+                and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+                for k, v in digests.items()):
+            raise bad("sha256", digests, "an object of file name -> 64 hex digits")
+        return cls(name=name, dim=integer("dim", 1, MAX_DIM),
+                   max_tokens=integer("max_tokens", 1, MAX_TOKENS, 256), pooling=pooling,
+                   normalize=normalize, variant=variant, sha256=dict(digests),
+                   weight_levels=integer("weight_levels", 1, 127, optional=True))

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ..errors import EdgevecError, InvalidInput, ModelError, ModelMismatch
+from ..errors import EdgevecError, InvalidInput, ModelError, ModelMismatch, UnsafeModel
 from ..fileio import sha256_bytes
 from ..progress import Progress
 from .config import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, ModelConfig
 from .session import create_session
+from .tokenizer_gate import CHARS_PER_TOKEN, check_tokenizer
 
 __all__ = ["CONFIG_FILE", "MODEL_FILE", "TOKENIZER_FILE", "Embedder", "ModelConfig",
            "ModelError", "sha256_bytes"]  # the names models.py and older code import here
@@ -31,6 +34,8 @@ MAX_BATCH_TOKENS = 4096
 # Texts an embedder encodes with an unpacked session before it opens a prepacked one (see
 # Embedder._count_texts): an unpacked run of MiniLM is ~6 ms slower, prepacking ~70 ms.
 PREPACK_AFTER_TEXTS = 16
+MAX_CONFIG_BYTES = 1 << 20
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, max_tokens: int):
@@ -76,6 +81,26 @@ def _check_integer_products(config: ModelConfig, source: str) -> None:
             "7-bit weights, exact everywhere) and the index, or use the int8 variant")
 
 
+def _reraise_interrupts(exc: BaseException) -> None:
+    """Ctrl-C and sys.exit pass through the handlers that turn a library's failure (which
+    for pyo3 libraries may be a BaseException) into ModelError."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+        raise exc
+
+
+def _config_json(data: bytes, source: str) -> Any:
+    """A model config's JSON; its size and nesting bounded (it may come from an index)."""
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UnsafeModel(f"{source}: the model config is {len(data)} bytes, over "
+                          f"{MAX_CONFIG_BYTES}")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise UnsafeModel(f"{source}: the model config nests too deeply") from None
+    except ValueError as exc:
+        raise ModelError(f"{source}: model config is not valid JSON ({exc})") from None
+
+
 def _checked_loader(load: Callable[[], bytes], sha256: str, source: str
                     ) -> Callable[[], bytes]:
     """`load`, checked once against the digest the model is known by."""
@@ -97,10 +122,13 @@ class Embedder:
 
     def __init__(self, model_bytes: bytes | Callable[[], bytes], tokenizer_json: bytes,
                  config: ModelConfig, *, threads: int | None = None, source: str = "<bytes>",
-                 model_sha256: str | None = None) -> None:
+                 model_sha256: str | None = None, allow_control_flow: bool = False) -> None:
         """`model_bytes` may be a zero-argument callable with `model_sha256` given: the
         model is then read only if the optimised-graph cache lacks it (an index passes its
-        stored model so, with the digest its header records), and checked against it."""
+        stored model so, with the digest its header records), and checked against it.
+        Every model passes the gate (formats/SPEC.md, "Security") before onnxruntime or
+        `tokenizers` sees it; `allow_control_flow=True` lets a graph of your own use Loop,
+        Scan, If and functions."""
         try:
             import onnxruntime  # noqa: F401 - imported here for the clear error below
             from tokenizers import Tokenizer
@@ -121,16 +149,32 @@ class Embedder:
         digest = model_sha256 if callable(model_bytes) else sha256_bytes(model_bytes)
         self._model_bytes = model_bytes
         self._tokenizer_json = tokenizer_json
+        if not isinstance(allow_control_flow, bool):
+            raise InvalidInput(f"allow_control_flow must be True or False, got "
+                               f"{allow_control_flow!r:.40}")
+        self._allow_control_flow = allow_control_flow
+        check_tokenizer(tokenizer_json, source)
         try:
             tok = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
-        except Exception as exc:  # noqa: BLE001 - the tokenizers library raises plain Exception
-            raise ModelError(f"{source}: tokenizer.json cannot be read ({exc}); rebuild the "
-                             "model (edgevec model build NAME)") from None
-        tok.no_padding()  # we pad per length bucket
-        tok.enable_truncation(max_length=config.max_tokens)
+            tok.no_padding()  # we pad per length bucket
+            tok.enable_truncation(max_length=config.max_tokens)
+        except BaseException as exc:  # noqa: BLE001 - pyo3 panics are BaseExceptions
+            _reraise_interrupts(exc)
+            raise ModelError(f"{source}: tokenizer.json cannot be read "
+                             f"({type(exc).__name__}: {str(exc)[:200]}); rebuild the model "
+                             "(edgevec model build NAME)") from None
         self._tok = tok
         self._digest, self._threads, self._texts_done = digest, threads, 0
-        self._session = self._open_session(prepack=False)
+        self._session, facts = self._open_session(prepack=False)
+        if facts.position_rows is not None and config.max_tokens > facts.position_rows:
+            if config.dim == 0:  # a foreign directory without a config: fit its table
+                self.config = config = replace(config, max_tokens=facts.position_rows)
+                tok.enable_truncation(max_length=config.max_tokens)
+            else:
+                raise UnsafeModel(f"{source}: config max_tokens={config.max_tokens} is more "
+                                  f"than the model's position table holds "
+                                  f"({facts.position_rows} rows); set max_tokens to at most "
+                                  "that")
         self._inputs = [i.name for i in self._session.get_inputs()]
         if "input_ids" not in self._inputs:
             raise ModelError(f"{source}: the ONNX model has no 'input_ids' input "
@@ -161,12 +205,15 @@ class Embedder:
         return recorded.get("sha256") == self.identity["sha256"]
 
     def _open_session(self, *, prepack: bool):
+        """(session, the gate's facts of the graph)."""
         try:
             return create_session(self._model_bytes, self._digest, threads=self._threads,
-                                  prepack=prepack)
+                                  prepack=prepack, source=f"{self.source}: {MODEL_FILE}",
+                                  allow_control_flow=self._allow_control_flow)
         except EdgevecError:
             raise
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own base classes
+        except BaseException as exc:  # noqa: BLE001 - onnxruntime raises its own classes
+            _reraise_interrupts(exc)
             raise ModelError(f"{self.source}: model.onnx cannot be loaded ({str(exc)[:200]}); "
                              "rebuild it with `edgevec model build NAME`") from None
 
@@ -175,28 +222,32 @@ class Embedder:
         weights for faster runs; one that embeds more than PREPACK_AFTER_TEXTS texts
         switches to a prepacked session once (ski rental, like search.ScanEngine)."""
         if self._texts_done <= PREPACK_AFTER_TEXTS < self._texts_done + n:
-            self._session = self._open_session(prepack=True)
+            self._session = self._open_session(prepack=True)[0]
         self._texts_done += n
 
     # --- loading --------------------------------------------------------------------------
 
     @classmethod
     def load(cls, name_or_dir: str = "minilm-l6", *, variant: str | None = None,
-             threads: int | None = None, verify: bool = True) -> "Embedder":
+             threads: int | None = None, verify: bool = True,
+             allow_control_flow: bool = False) -> "Embedder":
         """A built model by name (from edgevec's model cache) or any model directory with
         model.onnx + tokenizer.json (+ edgevec-model.json or a sentence-transformers
-        1_Pooling/config.json). Never downloads anything."""
+        1_Pooling/config.json). Never downloads anything. The model passes the gate
+        (formats/SPEC.md, "Security"); `allow_control_flow=True` admits Loop, Scan, If
+        and functions in a graph you trust (an index file never gets this)."""
         from ..paths import check_path
         name_or_dir = check_path(name_or_dir, "model name or directory")
         if os.path.isdir(name_or_dir):
-            return cls.from_directory(name_or_dir, threads=threads, verify=verify)
+            return cls.from_directory(name_or_dir, threads=threads, verify=verify,
+                                      allow_control_flow=allow_control_flow)
         from .models import model_dir
         return cls.from_directory(model_dir(name_or_dir, variant), threads=threads,
-                                  verify=verify)
+                                  verify=verify, allow_control_flow=allow_control_flow)
 
     @classmethod
     def from_directory(cls, path: str, *, threads: int | None = None,
-                       verify: bool = True) -> "Embedder":
+                       verify: bool = True, allow_control_flow: bool = False) -> "Embedder":
         files = {}
         for name in (MODEL_FILE, TOKENIZER_FILE):
             p = os.path.join(path, name)
@@ -209,11 +260,8 @@ class Embedder:
                                  "`edgevec model build minilm-l6`)") from None
         cfg_path = os.path.join(path, CONFIG_FILE)
         if os.path.exists(cfg_path):
-            with open(cfg_path, encoding="utf-8") as f:
-                try:
-                    config = ModelConfig.from_json(json.load(f))
-                except ValueError as exc:
-                    raise ModelError(f"{cfg_path}: not valid JSON ({exc})") from None
+            with open(cfg_path, "rb") as f:
+                config = ModelConfig.from_json(_config_json(f.read(), cfg_path), cfg_path)
         else:
             config = None
         if config is not None and verify and config.sha256:
@@ -226,13 +274,12 @@ class Embedder:
                         f"changed. Rebuild: edgevec model build {config.name} --force")
         emb = cls(files[MODEL_FILE], files[TOKENIZER_FILE],
                   config or ModelConfig(name=os.path.basename(os.path.abspath(path)), dim=0),
-                  threads=threads, source=path)
+                  threads=threads, source=path, allow_control_flow=allow_control_flow)
         if config is None:  # a foreign model directory: learn dim and pooling
             pooling = _pooling_from_sentence_transformers(path) or (
                 "none" if emb._pooled else "mean")
             probe = emb._run_batch(["dimension probe"], pooling)
-            emb.config = ModelConfig(name=os.path.basename(os.path.abspath(path)),
-                                     dim=int(probe.shape[1]), pooling=pooling)
+            emb.config = replace(emb.config, dim=int(probe.shape[1]), pooling=pooling)
             emb.identity = emb._identity()
         return emb
 
@@ -251,10 +298,7 @@ class Embedder:
         missing = [n for n in (MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE) if not files.get(n)]
         if missing:
             raise ModelError(f"{source}: model files missing: {', '.join(missing)}")
-        try:
-            config = ModelConfig.from_json(json.loads(files[CONFIG_FILE]))
-        except ValueError as exc:
-            raise ModelError(f"{source}: model config is not valid JSON ({exc})") from None
+        config = ModelConfig.from_json(_config_json(files[CONFIG_FILE], source), source)
         return cls(files[MODEL_FILE], files[TOKENIZER_FILE], config, threads=threads,
                    source=source, model_sha256=model_sha256)
 
@@ -279,13 +323,20 @@ class Embedder:
         """float32 [n, dim], L2-normalised, in input order. A single str gives [1, dim].
 
         An empty string is embedded like any text (it tokenizes to [CLS] [SEP]); texts
-        longer than `max_tokens` tokens are truncated."""
+        longer than `max_tokens` tokens are truncated (and cut to 64 characters per token
+        of `max_tokens` before tokenizing). A text with a lone surrogate is InvalidInput;
+        a failure of the tokenizer or the model is ModelError."""
         if isinstance(texts, str):
             texts = [texts]
         texts = list(texts)
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise InvalidInput(f"texts[{i}] is {type(t).__name__}, expected str")
+            bad = _SURROGATE.search(t)
+            if bad:
+                raise InvalidInput(f"texts[{i}] has a lone surrogate {bad.group()!r} at "
+                                   f"character {bad.start()}: not valid Unicode text; decode "
+                                   "your input with errors='replace'")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInput(f"batch_size must be a positive int, got {batch_size!r}")
         n = len(texts)
@@ -293,7 +344,7 @@ class Embedder:
         if n == 0:
             return out
         self._count_texts(n)
-        encodings = self._tok.encode_batch(texts)
+        encodings = self._tokenize(texts)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=n)
         order = np.argsort(lengths, kind="stable")
         with Progress("embedded", n, "texts",
@@ -302,6 +353,20 @@ class Embedder:
                 out[idx] = self._run(encodings, idx, lengths, self.config.pooling)
                 shown.update(len(idx))
         return out
+
+    def _tokenize(self, texts: list[str]):
+        """The tokenizer's encodings of `texts`, each cut first to a length that bounds the
+        tokenizer's work; whatever `tokenizers` raises (a pyo3 panic too) is ModelError."""
+        cut = CHARS_PER_TOKEN * self.config.max_tokens
+        texts = [t if len(t) <= cut else t[:cut] for t in texts]
+        try:
+            return self._tok.encode_batch(texts)
+        except BaseException as exc:  # noqa: BLE001 - pyo3 panics are BaseExceptions
+            _reraise_interrupts(exc)
+            longest = max(map(len, texts), default=0)
+            raise ModelError(f"model {self.name} ({self.source}): its tokenizer failed on "
+                             f"{len(texts)} text(s) of up to {longest} characters "
+                             f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
     def _run(self, encodings, idx: np.ndarray, lengths: np.ndarray, pooling: str) -> np.ndarray:
         width = int(lengths[idx].max())
@@ -316,7 +381,13 @@ class Embedder:
             feed["attention_mask"] = mask
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
-        y = self._session.run([self._output], feed)[0].astype(np.float32, copy=False)
+        try:
+            y = self._session.run([self._output], feed)[0].astype(np.float32, copy=False)
+        except BaseException as exc:  # noqa: BLE001 - onnxruntime raises its own classes
+            _reraise_interrupts(exc)
+            raise ModelError(f"model {self.name} ({self.source}) failed on a batch of "
+                             f"{len(idx)} text(s) of up to {width} tokens "
+                             f"({type(exc).__name__}: {str(exc)[:200]})") from None
         if y.ndim == 3:
             if pooling == "cls":
                 y = y[:, 0]
@@ -326,12 +397,16 @@ class Embedder:
         if y.ndim != 2 or (self.dim and y.shape[1] != self.dim):
             raise ModelMismatch(f"{self.source}: the model returned shape {list(y.shape)}, "
                                 f"expected [batch, {self.dim}]")
+        if not np.isfinite(y).all():
+            raise ModelError(f"model {self.name} ({self.source}) returned NaN or infinite "
+                             f"values for a batch of {len(idx)} text(s) of up to {width} "
+                             "tokens; the model is damaged")
         if self.config.normalize:
             y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
         return y
 
     def _run_batch(self, texts: list[str], pooling: str) -> np.ndarray:
-        enc = self._tok.encode_batch(texts)
+        enc = self._tokenize(texts)
         lengths = np.array([len(e.ids) for e in enc])
         return self._run(enc, np.arange(len(texts)), lengths, pooling)
 

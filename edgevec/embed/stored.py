@@ -49,6 +49,10 @@ def load(snap: Snapshot) -> Embedder | None:
              else snap.blob(name) for name in snap.blob_names() if name.startswith(PREFIX)}
     embedder = Embedder.from_files(files, source=f"{snap.path} (stored model)",
                                    model_sha256=recorded.get("sha256"))
+    if embedder.dim != snap.dim:
+        raise ModelMismatch(f"{snap.path}: the stored model gives {embedder.dim}-dimensional "
+                            f"vectors but the index holds {snap.dim}-dimensional ones; the "
+                            "file is damaged")
     if not embedder.same_model(recorded):
         raise ModelMismatch(f"{snap.path}: the stored model does not match the identity "
                             "recorded in the header; the file is damaged")

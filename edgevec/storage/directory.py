@@ -41,6 +41,12 @@ VECTOR_KINDS = ("binary", "int8", "f16", "transform", "float8")
 PAIRED = (("texts.offsets", "texts.bytes"), ("meta.offsets", "meta.bytes"),
           ("ids.offsets", "ids.bytes"))
 MAX_DIM = 65536
+# D17: header values that later size an allocation or feed a fixed-width integer are
+# bounded where they are read (a writer never stores more: RRF_K 5, RRF_DEPTH 100, a
+# measured m <= 64)
+MAX_RRF_K = 1_000_000
+MAX_RRF_DEPTH = 100_000
+MAX_RESCORE_M = 4096
 
 
 @dataclass(frozen=True)
@@ -179,9 +185,9 @@ def parse_directory(raw: bytes, *, path, dir_offset: int, committed_length: int,
     ck.count(meta, "next_auto_id", "meta")
     if deleted_total > rows_total:
         ck.fail(f"meta.deleted = {deleted_total} exceeds meta.rows = {rows_total}")
-    for key in ("rescore_m", "rescore_rows"):  # optional: null or absent is fine
-        if meta.get(key) is not None:
-            ck.count(meta, key, "meta", low=1)
+    for key, high in (("rescore_m", MAX_RESCORE_M), ("rescore_rows", 2**63 - 1)):
+        if meta.get(key) is not None:  # optional: null or absent is fine
+            ck.count(meta, key, "meta", low=1, high=high)
     ck.get(meta, "user", dict, "meta")
     fields = ck.get(meta, "fields", dict, "meta")
     for name, ctype in fields.items():
@@ -289,8 +295,8 @@ def _check_lexical(ck: _Checker, lexical: dict) -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= high:
             ck.fail(f"meta.lexical.bm25.{key} = {v!r:.40} must be a number in [0, {high}]")
     rrf = ck.get(lexical, "rrf", dict, "meta.lexical")
-    ck.count(rrf, "k", "meta.lexical.rrf", low=1, high=2**31)
-    ck.count(rrf, "depth", "meta.lexical.rrf", low=1, high=2**31)
+    ck.count(rrf, "k", "meta.lexical.rrf", low=1, high=MAX_RRF_K)
+    ck.count(rrf, "depth", "meta.lexical.rrf", low=1, high=MAX_RRF_DEPTH)
 
 
 def _check_transform(ck: _Checker, meta: dict, dim: int) -> dict | None:

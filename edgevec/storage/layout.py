@@ -28,6 +28,10 @@ SLOT_OFFSETS = (512, 1024)
 SLOT_SIZE = 64
 SLOT_MAGIC = b"EVCOMMIT"
 DATA_START = 1536
+# F9: the largest directory a reader reads (and a writer commits). Open reads the header
+# and then at most this many bytes before every checksum it needs is verified, whatever a
+# (hostile) slot claims; ~40,000 appends of ~10 sections fit, and compaction shrinks it.
+MAX_DIRECTORY_BYTES = 64 << 20
 
 # magic, major, minor, data_start, alignment, flags, 36 reserved bytes, crc32 of bytes 0..60
 _PREAMBLE = struct.Struct("<8sHHIII36xI")

@@ -11,6 +11,7 @@ import errno
 import json
 import mmap
 import os
+import stat
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ from .directory import Directory, Section, SegmentInfo, parse_directory, words_f
 from .layout import (
     ALIGN,
     DATA_START,
+    MAX_DIRECTORY_BYTES,
     SLOT_OFFSETS,
     SLOT_SIZE,
     VERSION_MAJOR,
@@ -118,7 +120,56 @@ def read_header(fd: int, path) -> Header:
         raise HeaderError(f"commit slot points at a directory [{slot.dir_offset}, "
                           f"{slot.dir_offset + slot.dir_length}) outside the aligned data area "
                           f"[{DATA_START}, {slot.committed_length})", path=path, offset=where)
+    if slot.dir_length > MAX_DIRECTORY_BYTES:
+        raise HeaderError(f"commit slot claims a directory of {slot.dir_length} bytes, over the "
+                          f"{MAX_DIRECTORY_BYTES}-byte limit (SPEC rule F9); the file is "
+                          "damaged or not from edgevec", path=path, offset=where)
     return Header(preamble, slot, intact[1] if len(intact) > 1 else None, size)
+
+
+def read_directory_bytes(fd: int, slot: Slot, path) -> bytes:
+    """The directory of `slot`, read in chunks with its CRC computed as it comes, checked
+    against the slot's (rule F8) before anything parses it."""
+    chunks, crc, pos, end = [], 0, slot.dir_offset, slot.dir_offset + slot.dir_length
+    while pos < end:
+        chunk = os.pread(fd, min(_CRC_CHUNK, end - pos), pos)
+        if not chunk:
+            raise TruncatedFile(f"the directory ends at byte {pos}, before its claimed end "
+                                f"{end}; the file was cut short", path=path, offset=pos)
+        crc = crc32(chunk, crc)
+        chunks.append(chunk)
+        pos += len(chunk)
+    if crc != slot.dir_crc:
+        raise ChecksumMismatch(
+            f"directory checksum {crc:#010x} does not match the commit slot's "
+            f"{slot.dir_crc:#010x}; the file is damaged", path=path, offset=slot.dir_offset)
+    return b"".join(chunks)
+
+
+def open_regular(path) -> int:
+    """A read-only descriptor of `path`, refusing anything but a regular file: a FIFO or a
+    device would block the open or the reads (O_NONBLOCK keeps the open itself from
+    waiting for a FIFO's writer)."""
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise os_error(exc, path, "opening") from None
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as exc:
+        os.close(fd)
+        raise os_error(exc, path, "opening") from None
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise NotAnEdgevecFile("is a directory, not an edgevec file", path=path)
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket"
+                if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode)
+                or stat.S_ISBLK(mode) else "not a regular file")
+        raise NotAnEdgevecFile(f"is {kind}, not an edgevec file; pass the path of an index "
+                               "file", path=path)
+    return fd
 
 
 class Snapshot:
@@ -133,10 +184,7 @@ class Snapshot:
         flock alive after the writer closed.
         """
         self.path = os.fspath(path)
-        try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError as exc:
-            raise os_error(exc, path, "opening") from None
+        fd = open_regular(self.path)
         try:
             st = os.fstat(fd)
             self.inode = (st.st_dev, st.st_ino)
@@ -146,12 +194,7 @@ class Snapshot:
                                       "this writer held it; reopen the index")
             self.header = read_header(fd, self.path)
             slot = self.header.slot
-            raw = pread_exact(fd, slot.dir_length, slot.dir_offset)
-            if crc32(raw) != slot.dir_crc:
-                raise ChecksumMismatch(
-                    f"directory checksum {crc32(raw):#010x} does not match the commit slot's "
-                    f"{slot.dir_crc:#010x}; the file is damaged", path=self.path,
-                    offset=slot.dir_offset)
+            raw = read_directory_bytes(fd, slot, self.path)
             self.directory: Directory = parse_directory(
                 raw, path=self.path, dir_offset=slot.dir_offset,
                 committed_length=slot.committed_length,

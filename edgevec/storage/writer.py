@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import EdgevecError, IndexExists, LockedError, WriteFailed
+from ..errors import EdgevecError, IndexExists, IndexStateError, LockedError, WriteFailed
 from ..fileio import fsync_parent
 from .directory import Directory, Section, SegmentInfo
 from .layout import (
     ALIGN,
     DATA_START,
+    MAX_DIRECTORY_BYTES,
     SLOT_OFFSETS,
     align_up,
     crc32,
@@ -119,6 +120,11 @@ def _append_commit(fd: int, d: Directory, pending: list[Pending], segment_rows: 
         if pos > end:
             _write_all(fd, _ZEROS[:pos - end], end)
     raw = d.to_bytes()
+    if len(raw) > MAX_DIRECTORY_BYTES:  # readers refuse it (F9): keep the last commit
+        raise IndexStateError(f"this commit's directory would be {len(raw)} bytes, over the "
+                              f"{MAX_DIRECTORY_BYTES}-byte limit of formats/SPEC.md (F9): "
+                              f"the index has {len(d.segments)} segments; compact it "
+                              "(edgevec compact FILE) and add again")
     _write_all(fd, raw, pos)
     end = pos + len(raw)
     if os.fstat(fd).st_size > end:
