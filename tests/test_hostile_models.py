@@ -441,3 +441,14 @@ def test_every_model_edgevec_builds_passes_the_gate(minilm):
         external = {WEIGHTS_FILE: os.path.getsize(weights)} if os.path.exists(weights) else None
         with open(g, "rb") as f:
             check_model(f.read(), g, external=external)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.parametrize("part", ["model.onnx", "tokenizer.json", "edgevec-model.json"])
+def test_a_fifo_in_a_model_directory_is_refused_not_waited_on(sandbox, part):
+    """open() of a FIFO blocks until a writer comes: Embedder.load hung on one."""
+    d = write_dir(sandbox / "f", benign())
+    (d / part).unlink()
+    os.mkfifo(d / part)
+    with pytest.raises(UnsafeModel, match="not a regular file"):
+        edgevec.Embedder.load(str(d))

@@ -22,7 +22,7 @@ from ..fileio import sha256_bytes
 from ..progress import Progress
 from .config import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, ModelConfig
 from .session import create_session
-from .tokenizer_gate import CHARS_PER_TOKEN, check_tokenizer
+from .tokenizer_gate import CHARS_PER_TOKEN, MAX_TOKENIZER_BYTES, check_tokenizer
 
 __all__ = ["CONFIG_FILE", "MODEL_FILE", "TOKENIZER_FILE", "Embedder", "ModelConfig",
            "ModelError", "sha256_bytes"]  # the names models.py and older code import here
@@ -35,6 +35,7 @@ MAX_BATCH_TOKENS = 4096
 # Embedder._count_texts): an unpacked run of MiniLM is ~6 ms slower, prepacking ~70 ms.
 PREPACK_AFTER_TEXTS = 16
 MAX_CONFIG_BYTES = 1 << 20
+MAX_MODEL_BYTES = 2 << 30  # protobuf's limit: a larger ONNX model keeps external data
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -86,6 +87,25 @@ def _reraise_interrupts(exc: BaseException) -> None:
     for pyo3 libraries may be a BaseException) into ModelError."""
     if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
         raise exc
+
+
+def _read_regular(path: str, limit: int) -> bytes:
+    """The bytes of the regular file `path`. A FIFO or device would block the open or the
+    read, a file over `limit` bytes cannot be a model part: both are refused (UnsafeModel);
+    other failures are the OSError."""
+    import stat
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeModel(f"{path} is not a regular file (a FIFO, socket or device?); a "
+                              "model directory holds files")
+        if st.st_size > limit:
+            raise UnsafeModel(f"{path} is {st.st_size} bytes, over the {limit}-byte limit")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(limit + 1)[:limit]
+    finally:
+        os.close(fd)
 
 
 def _config_json(data: bytes, source: str) -> Any:
@@ -249,19 +269,21 @@ class Embedder:
     def from_directory(cls, path: str, *, threads: int | None = None,
                        verify: bool = True, allow_control_flow: bool = False) -> "Embedder":
         files = {}
-        for name in (MODEL_FILE, TOKENIZER_FILE):
+        for name, limit in ((MODEL_FILE, MAX_MODEL_BYTES), (TOKENIZER_FILE, MAX_TOKENIZER_BYTES)):
             p = os.path.join(path, name)
             try:
-                with open(p, "rb") as f:
-                    files[name] = f.read()
+                files[name] = _read_regular(p, limit)
             except OSError as exc:
                 raise ModelError(f"{p}: {exc.strerror}; a model directory needs {MODEL_FILE} "
                                  f"and {TOKENIZER_FILE} (build the default one with "
                                  "`edgevec model build minilm-l6`)") from None
         cfg_path = os.path.join(path, CONFIG_FILE)
-        if os.path.exists(cfg_path):
-            with open(cfg_path, "rb") as f:
-                config = ModelConfig.from_json(_config_json(f.read(), cfg_path), cfg_path)
+        if os.path.lexists(cfg_path):
+            try:
+                raw = _read_regular(cfg_path, MAX_CONFIG_BYTES)
+            except OSError as exc:
+                raise ModelError(f"{cfg_path}: {exc.strerror}") from None
+            config = ModelConfig.from_json(_config_json(raw, cfg_path), cfg_path)
         else:
             config = None
         if config is not None and verify and config.sha256:

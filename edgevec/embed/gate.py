@@ -426,7 +426,7 @@ def check_model(data: bytes, source: str, *, allow_control_flow: bool = False,
     try:
         gate.model()
     except _Malformed as exc:
-        raise UnsafeModel(f"{source}: cannot be loaded: not a well-formed ONNX model (protobuf encoding broken "
-                          f"near byte {exc.args[0]}); rebuild or re-download the model"
-                          ) from None
+        raise UnsafeModel(f"{source}: cannot be loaded: not a well-formed ONNX model "
+                          f"(protobuf encoding broken near byte {exc.args[0]}); rebuild or "
+                          "re-download the model") from None
     return ModelFacts(position_rows=min(gate.gathered) if gate.gathered else None)
