@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexExists, InvalidInput, os_errors_as_edgevec_errors
-from .fileio import fsync_parent, fsync_path, write_file
+from .errors import InvalidInput, os_errors_as_edgevec_errors
+from .fileio import fsync_parent, replacing, write_file
+from .paths import check_target
 from .progress import Progress
 from .ingest import DEFAULT_MAX_WORDS, Stats, documents
 from .staging import FORMAT, chunk_path, read_chunk, staged_chunks
@@ -110,8 +111,8 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
             same = False
         if not same:
             shutil.rmtree(staging)  # staged for another job: start over
-    if os.path.exists(output) and not overwrite and not os.path.isdir(staging):
-        raise IndexExists(f"{output} already exists; pass --overwrite to rebuild it")
+    check_target(output, overwrite or os.path.isdir(staging))  # resuming: it may exist
+    replace = overwrite or os.path.lexists(output)  # a resumed --overwrite build
     if not os.path.isdir(staging):
         os.makedirs(staging)
         fsync_parent(staging)
@@ -165,10 +166,10 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
         raise _empty_corpus(sources, stats)
 
     t1 = time.perf_counter()
-    tmp = output + ".writing"
-    with Index.create(tmp, model=emb, store_f16=store_f16, overwrite=True,
-                      user_metadata=user_metadata, codecs=codecs, pca=pca,
-                      dims=dims) as idx:
+    # the new name is durable (replacing: fsync of file and folder) before the chunks go
+    with replacing(output, overwrite=replace) as tmp, \
+            Index.create(tmp, model=emb, store_f16=store_f16, user_metadata=user_metadata,
+                         codecs=codecs, pca=pca, dims=dims) as idx:
         buf: list = []
         rows = 0
         for number in order:
@@ -179,9 +180,6 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
                 buf, rows = [], 0
         if buf:
             _add_chunks(idx, buf)
-    fsync_path(tmp)
-    os.replace(tmp, output)
-    fsync_parent(output)  # the new name is durable before the staged chunks go
     shutil.rmtree(staging, ignore_errors=True)
     return BuildReport(output, staged, len(stats.skipped), resumed, t_embed,
                        time.perf_counter() - t1, os.path.getsize(output))
@@ -197,17 +195,15 @@ def _build_lexical(sources: Sequence[str], output: str, *, text_field: str,
                    overwrite: bool, quiet: bool, user_metadata: dict[str, Any] | None
                    ) -> BuildReport:
     """A lexical-only index: documents streamed straight into a temporary index file in
-    batches of WRITE_ROWS (nothing to stage: analysis is cheap to redo), renamed over
-    `output` once complete, so an interrupted build leaves no half-built file."""
+    batches of WRITE_ROWS (nothing to stage: analysis is cheap to redo), published as
+    `output` once complete (fileio.replacing), so a failed or interrupted build leaves no
+    half-built file and any old one untouched."""
     from .index import Index
-    if os.path.exists(output) and not overwrite:
-        raise IndexExists(f"{output} already exists; pass --overwrite to rebuild it")
     stats = Stats()
     t0 = time.perf_counter()
-    tmp = output + ".writing"
     count = 0
-    with Index.create(tmp, lexical_only=True, overwrite=True,
-                      user_metadata=user_metadata) as idx:
+    with replacing(output, overwrite=overwrite) as tmp, \
+            Index.create(tmp, lexical_only=True, user_metadata=user_metadata) as idx:
         docs: list = []
         for doc in documents(sources, text_field=text_field, id_field=id_field,
                              meta_fields=meta_fields, max_words=max_words, stats=stats,
@@ -218,10 +214,8 @@ def _build_lexical(sources: Sequence[str], output: str, *, text_field: str,
                 docs = []
         if docs:
             count += _add_docs(idx, docs)
-    if count == 0:
-        os.unlink(tmp)
-        raise _empty_corpus(sources, stats)
-    os.replace(tmp, output)
+        if count == 0:
+            raise _empty_corpus(sources, stats)
     return BuildReport(output, count, len(stats.skipped), 0, 0.0, time.perf_counter() - t0,
                        os.path.getsize(output))
 

@@ -75,6 +75,22 @@ def check_number(value: Any, what: str, *, low: float | None = None,
     return v
 
 
+def check_lock_timeout(value: Any) -> float:
+    """Seconds to wait for a writer's lock: a finite number >= 0 (NaN or infinity used
+    to wait forever on a locked file)."""
+    return check_number(value, "lock_timeout (seconds to wait for the writer's lock)",
+                        low=0.0)
+
+
+def check_threads(threads: Any) -> int | None:
+    """A thread count: None (all cores) or a positive int (NumPy's too; not bool)."""
+    if threads is not None and (isinstance(threads, (bool, np.bool_))
+                                or not isinstance(threads, (int, np.integer)) or threads < 1):
+        raise InvalidInput(f"threads must be None (all cores) or a positive int, got "
+                           f"{threads!r:.60}")
+    return None if threads is None else int(threads)
+
+
 def check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InvalidInput(f"seed must be a non-negative int, got {seed!r:.60}")

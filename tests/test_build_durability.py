@@ -1,5 +1,6 @@
-"""`edgevec build` after a crash: what a resume trusts is fsync'd and checksummed, and an
-output appears under its name complete or not at all.
+"""Builds after a crash or a failure: what a resume trusts is fsync'd and checksummed, and
+an output (build, convert, merge, Index.create) appears under its name complete or not at
+all, leaving any old file untouched.
 
 Regression: staged chunks were never fsync'd, so after a power loss the staging folder
 could hold a chunk whose data was zeros or empty while its done marker survived; every
@@ -12,6 +13,7 @@ import json
 import logging
 import os
 
+import numpy as np
 import pytest
 
 import edgevec
@@ -39,11 +41,19 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(B, "CHUNK_DOCS", 20)  # 70 documents: chunks of 20, 20, 20, 10
 
 
-@pytest.fixture
-def clean_build(corpus, tmp_path, minilm, small_chunks) -> bytes:
-    out = tmp_path / "clean.edgevec"
-    B.build([corpus], str(out), quiet=True)
+@pytest.fixture(scope="module")
+def clean_bytes(corpus, tmp_path_factory, minilm) -> bytes:
+    out = tmp_path_factory.mktemp("clean") / "clean.edgevec"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(B, "CHUNK_DOCS", 20)
+        B.build([corpus], str(out), quiet=True)
     return out.read_bytes()
+
+
+@pytest.fixture
+def clean_build(clean_bytes, small_chunks) -> bytes:
+    """The bytes of an uninterrupted build of `corpus` (chunks of 20 documents)."""
+    return clean_bytes
 
 
 def _interrupted(corpus: str, out: str, monkeypatch, after: int) -> None:
@@ -138,10 +148,15 @@ def test_staged_data_is_fsynced_before_its_marker_and_the_output_name_after_it(
     def record_replace(src, dst):
         events.append(("rename", os.path.abspath(dst)))
         replace(src, dst)
-    for module in (fileio, staging, B):
-        if hasattr(module, "fsync_path"):
-            monkeypatch.setattr(module, "fsync_path", record_fsync)
+
+    def record_link(src, dst):  # a new name that must not clobber: link, then unlink
+        events.append(("rename", os.path.abspath(dst)))
+        link(src, dst)
+    link = os.link
+    for module in (fileio, staging):
+        monkeypatch.setattr(module, "fsync_path", record_fsync)
     monkeypatch.setattr(os, "replace", record_replace)
+    monkeypatch.setattr(os, "link", record_link)
     out = str(tmp_path / "out.edgevec")
     B.build([corpus], out, quiet=True)
     chunk = os.path.abspath(staging.chunk_path(out + ".staging", 0))
@@ -153,3 +168,82 @@ def test_staged_data_is_fsynced_before_its_marker_and_the_output_name_after_it(
     assert ("fsync", os.path.dirname(chunk)) in events[chunk_rename:]
     final = events.index(("rename", os.path.abspath(out)))
     assert ("fsync", str(tmp_path)) in events[final:]
+
+
+def temp_files(folder) -> list[str]:
+    """What a failed write may leave beside its target (fileio.temp_path)."""
+    return sorted(n for n in os.listdir(folder) if n.startswith(".") and n.endswith(".tmp"))
+
+
+def test_a_failed_model_store_leaves_no_index_and_a_retry_works(tmp_path, monkeypatch,
+                                                                 minilm):
+    """Regression: Index.create(model=...) wrote the empty index under its name, then
+    stored the model; when that failed, a valid index without its model stayed there and
+    a retry said IndexExists. Now nothing appears, an old file is left as it was, and the
+    retry succeeds."""
+    from edgevec.embed import stored
+    store = stored.store
+
+    def store_fails(writer, embedder):
+        raise edgevec.WriteFailed("disk full (injected)")
+    monkeypatch.setattr(stored, "store", store_fails)
+    path = tmp_path / "m.edgevec"
+    with pytest.raises(edgevec.WriteFailed, match="injected"):
+        edgevec.Index.create(path, model=minilm)
+    assert not path.exists() and temp_files(tmp_path) == []
+    old = tmp_path / "old.edgevec"
+    with edgevec.Index.create(old, dim=8) as idx:
+        idx.add(np.ones((3, 8), np.float32))
+    before = old.read_bytes()
+    with pytest.raises(edgevec.WriteFailed):
+        edgevec.Index.create(old, model=minilm, overwrite=True)
+    assert old.read_bytes() == before and temp_files(tmp_path) == []
+    monkeypatch.setattr(stored, "store", store)
+    with edgevec.Index.create(path, model=minilm) as idx:
+        assert idx.path == str(path) and idx.embedder is not None
+        idx.add(texts=["a text"], ids=["a"])
+    with edgevec.open(path) as idx:
+        assert idx.get("a").text == "a text" and idx.info()["embedder"]
+
+
+def test_a_failed_convert_overwrite_leaves_the_old_index(tmp_path, monkeypatch):
+    """Regression: `edgevec convert --overwrite` replaced a 500-row index at once, and a
+    bad row later in the input left a partial 50,000-row index there that verified. Now
+    the old index stays, byte for byte, until the new one is complete."""
+    from edgevec import cli, convert
+    monkeypatch.setattr(convert, "BATCH", 10)  # the bad row comes after a committed batch
+    out = tmp_path / "v.edgevec"
+    good = tmp_path / "good.txt"
+    good.write_text("".join(f"w{i} {i % 5 + 1} {i % 3 + 1} 1\n" for i in range(500)))
+    assert cli.main(["convert", str(good), "-o", str(out)]) == 0
+    before = out.read_bytes()
+    bad = tmp_path / "bad.txt"
+    bad.write_text("".join(f"x{i} {i % 5 + 1} 2 1\n" for i in range(25)) + "x25 1 2\n")
+    with pytest.raises(edgevec.InvalidInput, match="bad.txt:26: 2 values, expected 3"):
+        convert.convert(str(bad), str(out), overwrite=True)
+    assert cli.main(["convert", str(bad), "-o", str(out), "--overwrite"]) == 1
+    assert out.read_bytes() == before and temp_files(tmp_path) == []
+    with edgevec.open(out) as idx:
+        assert len(idx) == 500
+
+
+def test_a_failed_build_leaves_the_old_index(corpus, tmp_path, monkeypatch, clean_build):
+    """A build (with a model, or lexical-only) that fails while writing the index file
+    leaves the old file at the output untouched and no temporary file; the staged chunks
+    stay for the rerun."""
+    out = tmp_path / "out.edgevec"
+    out.write_bytes(clean_build)
+    add = B._add_chunks
+
+    def add_fails(idx, chunks):
+        raise edgevec.WriteFailed("disk full (injected)")
+    monkeypatch.setattr(B, "_add_chunks", add_fails)
+    with pytest.raises(edgevec.WriteFailed):
+        B.build([corpus], str(out), overwrite=True, quiet=True)
+    assert out.read_bytes() == clean_build and temp_files(tmp_path) == []
+    assert os.path.isdir(str(out) + ".staging")
+    monkeypatch.setattr(B, "_add_chunks", add)
+    monkeypatch.setattr(B, "_add_docs", add_fails)
+    with pytest.raises(edgevec.WriteFailed):
+        B.build([corpus], str(out), overwrite=True, quiet=True, lexical_only=True)
+    assert out.read_bytes() == clean_build and temp_files(tmp_path) == []
