@@ -336,7 +336,7 @@ def query_inputs(s: Snapshot, query: Any, mode: str | None, text: Any, embed
     if isinstance(query, str) or (isinstance(query, (list, tuple)) and query
                                   and all(isinstance(t, str) for t in query)):
         single = isinstance(query, str)
-        texts = [query] if single else list(query)
+        texts = check_texts([query] if single else list(query), None, "query")
         query = None
         if mode != "lexical" and s.dim and (mode is not None or not s.meta.get("lexical")
                                             or s.meta.get("embedder")):
@@ -346,7 +346,7 @@ def query_inputs(s: Snapshot, query: Any, mode: str | None, text: Any, embed
             raise InvalidInput("text= goes with a vector query; this query is text already")
     elif text is not None:
         single = isinstance(text, str)
-        texts = check_texts([text] if single else text, 1 if single else None)
+        texts = check_texts([text] if single else text, 1 if single else None, "text")
         shape = np.shape(query)
         if len(shape) != (1 if single else 2) or (not single and shape[0] != len(texts)):
             raise InvalidInput(f"text= needs one str per query vector: {len(texts)} "

@@ -58,10 +58,10 @@ def open_regular(path: str, what: str, mode: str = "rb", **kwargs: Any) -> IO:
         raise
 
 
-def check_target(path: str, overwrite: bool) -> None:
-    """That a new file may be written at `path`: nothing there, or (with `overwrite`) a
-    regular file; never a directory, FIFO, socket or device (replacing one by a file is
-    never what was meant). IndexExists otherwise, naming the fix."""
+def check_target(path: str, overwrite: bool, what: str = "index") -> None:
+    """That a new file (the `what`) may be written at `path`: nothing there, or (with
+    `overwrite`) a regular file; never a directory, FIFO, socket or device (replacing one
+    by a file is never what was meant). IndexExists otherwise, naming the fix."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -70,7 +70,7 @@ def check_target(path: str, overwrite: bool) -> None:
         return  # the write reports what is wrong with the path, naming it
     if not stat.S_ISREG(st.st_mode):
         raise IndexExists(f"{path} is {file_kind(st.st_mode)}; choose a file path for the "
-                          "index")
+                          f"{what}")
     if not overwrite:
         raise IndexExists(f"{path} already exists; pass overwrite=True (--overwrite) to "
                           "replace it, or open it with edgevec.open(path, writable=True) to "

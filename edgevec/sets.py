@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .errors import InvalidInput, from_os_error
+from .paths import check_target, open_regular
 
 # what must agree between shards, and how it is named in an error
 _SAME = (("dim", lambda i: i["dim"]), ("metric", lambda i: i["metric"]),
@@ -35,7 +36,7 @@ def shard_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[
             out.append(p)
             continue
         try:
-            with open(p, encoding="utf-8") as f:
+            with open_regular(p, "the shard manifest", "r", encoding="utf-8") as f:
                 lines = f.read().splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"cannot read the shard manifest {p} "
@@ -65,6 +66,7 @@ def write_manifest(path: str | os.PathLike, shards: Iterable[str | os.PathLike])
         lines.append(full if rel.startswith("..") else rel)
     if not lines:
         raise InvalidInput("a shard manifest needs at least one index file")
+    check_target(path, True, "shard manifest")  # never replaces a FIFO or a device
     try:
         write_file(path, ("\n".join(lines) + "\n").encode("utf-8"))
     except OSError as exc:
