@@ -23,9 +23,10 @@ import numpy as np
 
 from .errors import InvalidInput, os_errors_as_edgevec_errors
 from .fileio import fsync_parent, replacing, write_file
-from .paths import check_target
+from .paths import check_path, check_target
 from .progress import Progress
 from .ingest import DEFAULT_MAX_WORDS, Stats, documents
+from .validate import check_k
 from .staging import FORMAT, chunk_path, read_chunk, staged_chunks
 from .staging import stage_chunk as _stage_chunk  # a module global: tests replace it
 
@@ -80,7 +81,11 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
     from .batch import codec_set, projection_meta
     from .embed import Embedder
     from .index import Index
-    output = os.fspath(output)
+    output = check_path(output, "output")
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    sources = [check_path(src, "source") for src in sources]
+    max_words = check_k(max_words, "max_words")
     if codecs is not None and not lexical_only:
         codec_set(codecs, bool(store_f16))
     if (pca is not None or dims is not None) and lexical_only:

@@ -30,7 +30,7 @@ from .index import Index, query_inputs
 from .query import search as run_query
 from .results import BatchResults, Record, Results
 from .sets import check_compatible, set_info, shard_paths
-from .validate import check_flag, check_k
+from .validate import check_flag, check_k, check_path
 
 
 def open_many(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
@@ -156,7 +156,7 @@ def merge(paths: Iterable[str | os.PathLike], output: str | os.PathLike, *,
     and bytes."""
     from .embed import stored
     from .lexical import Analyzer
-    output = os.fspath(output)
+    output = check_path(output, "output")
     overwrite = check_flag(overwrite, "overwrite")
     if os.path.exists(output) and not overwrite:
         raise InvalidInput(f"{output} already exists; pass overwrite=True (--overwrite) to "
