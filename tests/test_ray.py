@@ -107,19 +107,22 @@ def test_importing_without_the_extra_names_it():
     assert out.startswith("MissingExtra") and "pip install 'edgevec[ray]'" in out
 
 
+def _stopping_after(embed_chunks, chunks: int):
+    """`embed_chunks` as a driver that is stopped (Ctrl-C) once `chunks` came back."""
+    def stopping(*args, **kwargs):
+        for n, item in enumerate(embed_chunks(*args, **kwargs)):
+            if n == chunks:
+                raise KeyboardInterrupt
+            yield item
+    return stopping
+
 def test_a_stopped_ray_build_resumes_from_its_staged_chunks(tmp_path, corpus, minilm,
                                                             local_ray, monkeypatch):
     """The driver stops after one chunk (Ctrl-C): the rerun embeds only the rest, and the
     file is still the local build's."""
     import edgevec.integrations.ray as R
     real = R.embed_chunks
-
-    def one_then_stop(*args, **kwargs):
-        for n, item in enumerate(real(*args, **kwargs)):
-            if n == 1:
-                raise KeyboardInterrupt
-            yield item
-    monkeypatch.setattr(R, "embed_chunks", one_then_stop)
+    monkeypatch.setattr(R, "embed_chunks", _stopping_after(real, 1))
     out = str(tmp_path / "ray.edgevec")
     with pytest.raises(KeyboardInterrupt):
         build([corpus], out, quiet=True, ray=True, actors=2)
@@ -140,13 +143,7 @@ def test_a_ray_build_re_embeds_a_damaged_staged_chunk(tmp_path, corpus, minilm, 
     import edgevec.integrations.ray as R
     from edgevec import staging
     real = R.embed_chunks
-
-    def two_then_stop(*args, **kwargs):
-        for n, item in enumerate(real(*args, **kwargs)):
-            if n == 2:
-                raise KeyboardInterrupt
-            yield item
-    monkeypatch.setattr(R, "embed_chunks", two_then_stop)
+    monkeypatch.setattr(R, "embed_chunks", _stopping_after(real, 2))
     out = str(tmp_path / "ray.edgevec")
     with pytest.raises(KeyboardInterrupt):
         build([corpus], out, quiet=True, ray=True, actors=2)
