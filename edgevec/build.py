@@ -1,30 +1,34 @@
 """Build an index from a corpus: stream documents, embed them in chunks staged on disk
-(mmap-ninja), then write the index file. An interrupted build (Ctrl-C, kill) resumes from
-its staged chunks instead of embedding again.
+(mmap-ninja), then write the index file. An interrupted build (Ctrl-C, kill, power loss)
+resumes from its staged chunks instead of embedding again.
 
 Staging folder `OUTPUT.staging/`: `job.json` (what is being built) and one folder per chunk
-holding its vectors (mmap-ninja numpy) and its ids, texts and metadata (mmap-ninja
-strings). A chunk counts only once its `done` marker exists (written last, atomically), so
-a kill leaves at most one partial chunk, which is discarded.
+(edgevec.staging): its vectors, ids, texts and metadata, fsync'd and checksummed before
+its `done` marker is written. A resume embeds again exactly the chunks that are missing
+or fail their checksums, so it gives the bytes of an uninterrupted build.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .errors import IndexExists, InvalidInput, os_errors_as_edgevec_errors
-from .fileio import write_file
+from .errors import InvalidInput, os_errors_as_edgevec_errors
+from .fileio import fsync_parent, replacing, write_file
+from .paths import check_path, check_target
 from .progress import Progress
 from .ingest import DEFAULT_MAX_WORDS, Stats, documents
+from .validate import check_k
+from .staging import FORMAT, chunk_path, read_chunk, staged_chunks
+from .staging import stage_chunk as _stage_chunk  # a module global: tests replace it
 
 CHUNK_DOCS = 512
 WRITE_ROWS = 65_536
@@ -49,59 +53,6 @@ class BuildReport:
         return (f"built {self.path}: {self.documents} passages{resumed}, {self.skipped} "
                 f"skipped, {self.bytes / 1e6:.1f} MB, {total:.1f} s ({rate:,.0f} "
                 f"passages/s{split})")
-
-
-def _check_space(folder: str, needed: int) -> None:
-    """mmap-ninja writes the vectors through a memory map, and a mapped page the file
-    system cannot back kills the process with SIGBUS (found on a full tmpfs), instead of
-    an ENOSPC: refuse to stage a chunk that does not fit. (Another process filling the
-    disk between this check and the write can still cause it.)"""
-    st = os.statvfs(folder)
-    free = st.f_bavail * st.f_frsize
-    if free < needed:
-        raise OSError(errno.ENOSPC, f"staging a chunk needs {needed:,} bytes and "
-                      f"{free:,} are free", folder)
-
-
-def _stage_chunk(folder: str, vectors: np.ndarray, docs: list) -> None:
-    from mmap_ninja import numpy as ninja_np
-    from mmap_ninja.string import StringsMmap
-    tmp = folder + ".partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    strings = sum(len(d.text) * 4 + len(str(d.id)) * 4 + 256 for d in docs)  # UTF-8 bound
-    _check_space(os.path.dirname(folder), vectors.nbytes + strings + (1 << 16))
-    os.makedirs(tmp)
-    ninja_np.from_ndarray(os.path.join(tmp, "vectors"), vectors)
-    StringsMmap.from_strings(os.path.join(tmp, "ids"), [d.id for d in docs])
-    StringsMmap.from_strings(os.path.join(tmp, "texts"), [d.text for d in docs])
-    StringsMmap.from_strings(os.path.join(tmp, "meta"), [
-        json.dumps(d.metadata, ensure_ascii=False, sort_keys=True) for d in docs])
-    write_file(os.path.join(tmp, "done"), str(len(docs)).encode())
-    os.replace(tmp, folder)
-
-
-def _read_chunk(folder: str):
-    from mmap_ninja import numpy as ninja_np
-    from mmap_ninja.string import StringsMmap
-    vectors = np.asarray(ninja_np.open_existing(os.path.join(folder, "vectors")))
-    ids = list(StringsMmap(os.path.join(folder, "ids")))
-    texts = list(StringsMmap(os.path.join(folder, "texts")))
-    meta = [json.loads(m) for m in StringsMmap(os.path.join(folder, "meta"))]
-    return vectors, ids, texts, meta
-
-
-def _complete_chunks(staging: str) -> list[str]:
-    out = []
-    for name in sorted(os.listdir(staging)):
-        path = os.path.join(staging, name)
-        if name.startswith("chunk-") and not name.endswith(".partial"):
-            if os.path.exists(os.path.join(path, "done")):
-                out.append(path)
-            else:
-                shutil.rmtree(path, ignore_errors=True)
-        elif name.endswith(".partial"):
-            shutil.rmtree(path, ignore_errors=True)
-    return out
 
 
 # staging, reading staged chunks and the final rename touch the disk outside the writer
@@ -130,7 +81,11 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
     from .batch import codec_set, projection_meta
     from .embed import Embedder
     from .index import Index
-    output = os.fspath(output)
+    output = check_path(output, "output")
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    sources = [check_path(src, "source") for src in sources]
+    max_words = check_k(max_words, "max_words")
     if codecs is not None and not lexical_only:
         codec_set(codecs, bool(store_f16))
     if (pca is not None or dims is not None) and lexical_only:
@@ -151,7 +106,7 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
     job = {"sources": [os.path.abspath(s) for s in sources], "model": model,
            "text_field": text_field, "id_field": id_field,
            "meta_fields": list(meta_fields) if meta_fields is not None else None,
-           "max_words": max_words, "chunk_docs": CHUNK_DOCS}
+           "max_words": max_words, "chunk_docs": CHUNK_DOCS, "staging": FORMAT}
     job_path = os.path.join(staging, "job.json")
     if os.path.isdir(staging):
         try:
@@ -161,9 +116,11 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
             same = False
         if not same:
             shutil.rmtree(staging)  # staged for another job: start over
-    if os.path.exists(output) and not overwrite and not os.path.isdir(staging):
-        raise IndexExists(f"{output} already exists; pass --overwrite to rebuild it")
-    os.makedirs(staging, exist_ok=True)
+    check_target(output, overwrite or os.path.isdir(staging))  # resuming: it may exist
+    replace = overwrite or os.path.lexists(output)  # a resumed --overwrite build
+    if not os.path.isdir(staging):
+        os.makedirs(staging)
+        fsync_parent(staging)
     if not os.path.exists(job_path):
         write_file(job_path, json.dumps(job).encode())
 
@@ -171,28 +128,29 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
     total = sum(1 for _ in documents(sources, text_field=text_field, id_field=id_field,
                                      meta_fields=meta_fields, max_words=max_words,
                                      stats=Stats(), quiet=True)) if progress else None
-    done_chunks = _complete_chunks(staging)
-    resumed = 0
-    for c in done_chunks:
-        with open(os.path.join(c, "done")) as f:
-            resumed += int(f.read())
+    trusted = staged_chunks(staging)  # {chunk number: documents}; damaged ones removed
+    resumed = sum(trusted.values())
     t0 = time.perf_counter()
     read = documents if ray is None or ray is False else read_documents
     stream = read(sources, text_field=text_field, id_field=id_field, meta_fields=meta_fields,
                   max_words=max_words, stats=stats, quiet=quiet)
-    n_chunk = len(done_chunks)
-    staged = resumed
+    order: list[int] = []  # every chunk of the corpus, in order
+    numbers: deque[int] = deque()  # those handed to the embedder, in order
 
     def chunks():  # read lazily: a Ray build reads once it has joined the cluster
-        for _ in range(resumed):  # already staged: skip without embedding
-            next(stream, None)
         chunk: list = []
         for doc in stream:
             chunk.append(doc)
             if len(chunk) == CHUNK_DOCS:
-                yield chunk
+                yield from cut(chunk)
                 chunk = []
         if chunk:
+            yield from cut(chunk)
+
+    def cut(chunk: list):
+        order.append(len(order))
+        if order[-1] not in trusted:  # else staged already: skipped without embedding
+            numbers.append(order[-1])
             yield chunk
     if ray is None or ray is False:
         embedded = ((c, emb.encode([d.text for d in c], batch_size=batch_size))
@@ -201,10 +159,10 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
         embedded = embed_chunks(chunks(), emb, address=None if ray is True else ray,
                                 actors=actors, threads_per_actor=threads_per_actor,
                                 batch_size=batch_size)
+    staged = resumed
     with Progress("embedded", total, "passages", enabled=progress, start=resumed) as shown:
         for chunk, vectors in embedded:
-            _stage_chunk(os.path.join(staging, f"chunk-{n_chunk:08d}"), vectors, chunk)
-            n_chunk += 1
+            _stage_chunk(chunk_path(staging, numbers.popleft()), vectors, chunk)
             staged += len(chunk)
             shown.update(len(chunk))
     t_embed = time.perf_counter() - t0
@@ -213,21 +171,20 @@ def build(sources: Sequence[str], output: str, *, model: str = "minilm-l6",
         raise _empty_corpus(sources, stats)
 
     t1 = time.perf_counter()
-    tmp = output + ".writing"
-    with Index.create(tmp, model=emb, store_f16=store_f16, overwrite=True,
-                      user_metadata=user_metadata, codecs=codecs, pca=pca,
-                      dims=dims) as idx:
+    # the new name is durable (replacing: fsync of file and folder) before the chunks go
+    with replacing(output, overwrite=replace) as tmp, \
+            Index.create(tmp, model=emb, store_f16=store_f16, user_metadata=user_metadata,
+                         codecs=codecs, pca=pca, dims=dims) as idx:
         buf: list = []
         rows = 0
-        for c in _complete_chunks(staging):
-            buf.append(_read_chunk(c))
+        for number in order:
+            buf.append(read_chunk(chunk_path(staging, number)))
             rows += len(buf[-1][1])
             if rows >= WRITE_ROWS:
                 _add_chunks(idx, buf)
                 buf, rows = [], 0
         if buf:
             _add_chunks(idx, buf)
-    os.replace(tmp, output)
     shutil.rmtree(staging, ignore_errors=True)
     return BuildReport(output, staged, len(stats.skipped), resumed, t_embed,
                        time.perf_counter() - t1, os.path.getsize(output))
@@ -243,17 +200,15 @@ def _build_lexical(sources: Sequence[str], output: str, *, text_field: str,
                    overwrite: bool, quiet: bool, user_metadata: dict[str, Any] | None
                    ) -> BuildReport:
     """A lexical-only index: documents streamed straight into a temporary index file in
-    batches of WRITE_ROWS (nothing to stage: analysis is cheap to redo), renamed over
-    `output` once complete, so an interrupted build leaves no half-built file."""
+    batches of WRITE_ROWS (nothing to stage: analysis is cheap to redo), published as
+    `output` once complete (fileio.replacing), so a failed or interrupted build leaves no
+    half-built file and any old one untouched."""
     from .index import Index
-    if os.path.exists(output) and not overwrite:
-        raise IndexExists(f"{output} already exists; pass --overwrite to rebuild it")
     stats = Stats()
     t0 = time.perf_counter()
-    tmp = output + ".writing"
     count = 0
-    with Index.create(tmp, lexical_only=True, overwrite=True,
-                      user_metadata=user_metadata) as idx:
+    with replacing(output, overwrite=overwrite) as tmp, \
+            Index.create(tmp, lexical_only=True, user_metadata=user_metadata) as idx:
         docs: list = []
         for doc in documents(sources, text_field=text_field, id_field=id_field,
                              meta_fields=meta_fields, max_words=max_words, stats=stats,
@@ -264,10 +219,8 @@ def _build_lexical(sources: Sequence[str], output: str, *, text_field: str,
                 docs = []
         if docs:
             count += _add_docs(idx, docs)
-    if count == 0:
-        os.unlink(tmp)
-        raise _empty_corpus(sources, stats)
-    os.replace(tmp, output)
+        if count == 0:
+            raise _empty_corpus(sources, stats)
     return BuildReport(output, count, len(stats.skipped), 0, 0.0, time.perf_counter() - t0,
                        os.path.getsize(output))
 

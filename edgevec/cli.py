@@ -14,6 +14,7 @@ from typing import Any
 
 from . import progress
 from .errors import EdgevecError, InvalidInput
+from .validate import MAX_NESTING
 
 
 def _print_json(value: Any) -> None:
@@ -69,7 +70,7 @@ def _parse_id(text: str, id_type: str | None):
         try:
             return int(text)
         except ValueError:
-            raise EdgevecError(f"id {text!r} is not an int, and this index has int ids") \
+            raise InvalidInput(f"id {text!r} is not an int, and this index has int ids") \
                 from None
     return text
 
@@ -103,8 +104,11 @@ def _parse_filter(text: str | None):
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise EdgevecError(f"--filter is not valid JSON ({exc}); example: "
+        raise InvalidInput(f"--filter is not valid JSON ({exc}); example: "
                            "'{\"lang\": \"en\"}'") from None
+    except RecursionError:
+        raise InvalidInput(f"--filter nests too deep to parse; a filter nests at most "
+                           f"{MAX_NESTING} levels of $and, $or and $not") from None
     return value
 
 

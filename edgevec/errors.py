@@ -230,6 +230,8 @@ def os_errors_as_edgevec_errors(doing: str, fix: str):
         def wrapper(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
+            except EdgevecError:  # IndexExists is an OSError too: already one of ours
+                raise
             except OSError as exc:
                 raise from_os_error(exc, doing, fix) from None
         return wrapper

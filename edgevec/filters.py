@@ -7,8 +7,9 @@ A filter is a dict:
     {"tags": {"$exists": true}}                present / missing
     {"$and": [f, ...]}, {"$or": [f, ...]}, {"$not": f}
 Several keys in one dict are combined with "and". A missing value matches only $ne, $nin
-and {"$exists": false}. Unknown fields, unknown operators and values of the wrong type are
-errors, found before any scan.
+and {"$exists": false}. Unknown fields, unknown operators, values of the wrong type, keys
+that are not str and filters nested deeper than validate.MAX_NESTING (64) levels of $and,
+$or and $not are errors, found before any scan.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInput
+from .validate import MAX_NESTING, check_unicode
 from .storage.reader import Snapshot
 
 OPS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists")
@@ -39,6 +41,8 @@ def _check_value(field: str, ctype: str, op: str, value: Any) -> None:
         if not ok(v):
             raise InvalidInput(f"filter {field!r}: {v!r:.60} is {type(v).__name__}, but the "
                                f"field holds {ctype} values")
+        if isinstance(v, str):
+            check_unicode(v, f"filter {field!r}: the value {v!r:.60}")
         if isinstance(v, float) and v != v:
             raise InvalidInput(f"filter {field!r}: NaN matches nothing; filter with $exists "
                                "for missing values")
@@ -54,18 +58,27 @@ def _int64_exact(v: int | float) -> bool:
     return -2**63 <= v < 2**63
 
 
-def validate(node: Any, fields: dict[str, str]) -> None:
-    """Raise InvalidInput for anything a scan could not evaluate."""
+def validate(node: Any, fields: dict[str, str], depth: int = 1) -> None:
+    """Raise InvalidInput for anything a scan could not evaluate. `depth`: how deep
+    `node` sits in the whole filter (at most MAX_NESTING: checked before going deeper, so
+    no filter can exhaust the stack here or in the evaluation)."""
+    if depth > MAX_NESTING:
+        raise InvalidInput(f"the filter nests deeper than {MAX_NESTING} levels of $and, $or "
+                           "and $not; write it flatter (several keys in one dict are "
+                           "combined with and)")
     if not isinstance(node, dict) or not node:
         raise InvalidInput(f"a filter must be a non-empty dict, got {node!r:.80}")
     for key, value in node.items():
+        if not isinstance(key, str):
+            raise InvalidInput(f"a filter key must be a str (a field name or $and $or $not), "
+                               f"got {type(key).__name__} {key!r:.40}")
         if key in ("$and", "$or"):
             if not isinstance(value, list) or not value:
                 raise InvalidInput(f"{key} takes a non-empty list of filters")
             for sub in value:
-                validate(sub, fields)
+                validate(sub, fields, depth + 1)
         elif key == "$not":
-            validate(value, fields)
+            validate(value, fields, depth + 1)
         elif key.startswith("$"):
             raise InvalidInput(f"unknown filter operator {key!r}; use one of $and $or $not "
                                f"or, under a field, {' '.join(OPS)}")
@@ -78,7 +91,7 @@ def validate(node: Any, fields: dict[str, str]) -> None:
             if not ops:
                 raise InvalidInput(f"filter {key!r}: empty condition")
             for op, v in ops.items():
-                if op not in OPS:
+                if not isinstance(op, str) or op not in OPS:
                     raise InvalidInput(f"filter {key!r}: unknown operator {op!r}; use one of "
                                        f"{' '.join(OPS)}")
                 if op == "$exists":

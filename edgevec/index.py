@@ -20,9 +20,11 @@ from .query import segments as query_segments
 from .query import search as run_query
 from .results import BatchResults, Record, Results
 from .storage.reader import Snapshot
+from .fileio import replacing
 from .storage.writer import Pending, Writer, create_file
 from .validate import (
-    Id, as_list, check_choice, check_flag, check_k, check_one_id, check_path, check_texts,
+    Id, as_list, check_choice, check_flag, check_k, check_lock_timeout, check_one_id,
+    check_path, check_texts,
 )
 
 
@@ -74,14 +76,24 @@ class Index:
                               (model is not None or lexical_only) if lexical is None
                               else lexical, lexical_only, bm25, codecs, pca, dims)
         path = check_path(path)
-        create_file(path, meta, overwrite=check_flag(overwrite, "overwrite"))
-        idx = cls.open(path, writable=True, lock_timeout=lock_timeout)
-        if embedder is not None:
-            try:
-                idx._embedder = stored.store(idx._w(), embedder)
-            except BaseException:
+        overwrite = check_flag(overwrite, "overwrite")
+        check_lock_timeout(lock_timeout)
+        # complete or not at all: written and given its model under a temporary name,
+        # published under `path` only then (a failed model store used to leave an index
+        # without its model there, and a retry said IndexExists)
+        idx = None
+        try:
+            with replacing(path, overwrite=overwrite) as tmp:
+                create_file(tmp, meta)
+                idx = cls.open(tmp, writable=True)
+                if embedder is not None:
+                    idx._embedder = stored.store(idx._w(), embedder)
+        except BaseException:
+            if idx is not None:
                 idx.close()
-                raise
+            raise
+        idx._w().renamed(path)
+        idx._path = path
         return idx
 
     @classmethod
@@ -90,6 +102,7 @@ class Index:
         """Open an index file: read-only by default (memory-mapped, O(1) in rows); with
         `writable=True` take the single-writer lock, waiting up to `lock_timeout` s."""
         path = check_path(path)
+        lock_timeout = check_lock_timeout(lock_timeout)
         if check_flag(writable, "writable"):
             writer = Writer(path, lock_timeout=lock_timeout)
             return cls(path, writer.snapshot, writer)
@@ -323,7 +336,7 @@ def query_inputs(s: Snapshot, query: Any, mode: str | None, text: Any, embed
     if isinstance(query, str) or (isinstance(query, (list, tuple)) and query
                                   and all(isinstance(t, str) for t in query)):
         single = isinstance(query, str)
-        texts = [query] if single else list(query)
+        texts = check_texts([query] if single else list(query), None, "query")
         query = None
         if mode != "lexical" and s.dim and (mode is not None or not s.meta.get("lexical")
                                             or s.meta.get("embedder")):
@@ -333,7 +346,7 @@ def query_inputs(s: Snapshot, query: Any, mode: str | None, text: Any, embed
             raise InvalidInput("text= goes with a vector query; this query is text already")
     elif text is not None:
         single = isinstance(text, str)
-        texts = check_texts([text] if single else text, 1 if single else None)
+        texts = check_texts([text] if single else text, 1 if single else None, "text")
         shape = np.shape(query)
         if len(shape) != (1 if single else 2) or (not single and shape[0] != len(texts)):
             raise InvalidInput(f"text= needs one str per query vector: {len(texts)} "

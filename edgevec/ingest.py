@@ -8,11 +8,14 @@ import csv
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidInput
+from .paths import file_kind, open_regular
+from .validate import MAX_NESTING, check_json_value, check_unicode
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst")
 DEFAULT_MAX_WORDS = 180  # about 256 tokens of English for a MiniLM tokenizer
@@ -63,14 +66,17 @@ def split_passages(text: str, max_words: int = DEFAULT_MAX_WORDS) -> list[str]:
     return out
 
 
-def _open(path: str, stats: Stats, quiet: bool, **kwargs):
-    """open(path, **kwargs), or None: an unreadable file is counted and skipped like any
-    other bad input."""
+def _open(path: str, stats: Stats, quiet: bool, mode: str = "r", **kwargs):
+    """The file opened for reading, or None: an unreadable file, or one that is not a
+    regular file (a FIFO would hang the build), is counted and skipped like any other
+    bad input."""
     try:
-        return open(path, **kwargs)
+        return open_regular(path, "the source", mode, **kwargs)
     except OSError as exc:
         stats.skip(path, f"cannot read it ({exc.strerror})", quiet)
-        return None
+    except InvalidInput as exc:
+        stats.skip(path, str(exc), quiet)
+    return None
 
 
 def _read_text(path: str, stats: Stats, quiet: bool) -> str | None:
@@ -133,6 +139,13 @@ def _records(path: str, rows: Iterator[tuple[int, Any]], text_field: str,
         keys = meta_fields if meta_fields is not None else [
             k for k in rec if k not in (text_field, used)]
         meta = {k: rec[k] for k in keys if k in rec and rec[k] is not None and rec[k] != ""}
+        try:  # what add() would refuse for the whole batch: one record's problem
+            check_unicode(text, "its text")
+            check_unicode(str(ident), "its id")
+            check_json_value(meta, "its metadata")
+        except InvalidInput as exc:
+            stats.skip(f"{path}:{line}", str(exc), quiet)
+            continue
         yield Doc(str(ident), text, meta)
 
 
@@ -148,6 +161,9 @@ def _jsonl(path: str, stats: Stats, quiet: bool) -> Iterator[tuple[int, Any]]:
                 yield n, json.loads(raw)
             except (UnicodeDecodeError, ValueError) as exc:
                 stats.skip(f"{path}:{n}", f"not JSON ({str(exc)[:60]})", quiet)
+            except RecursionError:
+                stats.skip(f"{path}:{n}", f"nested too deep to parse (metadata nests at "
+                           f"most {MAX_NESTING} levels)", quiet)
 
 
 # csv refuses fields over 128 KB by default; a passage's text may be longer. The limit is
@@ -184,6 +200,10 @@ def units(sources: Sequence[str]) -> list[tuple[str, str, str]]:
     for src in sources:
         if not os.path.exists(src):
             raise InvalidInput(f"{src}: no such file or folder")
+        mode = os.stat(src).st_mode
+        if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+            raise InvalidInput(f"{src} is {file_kind(mode)}: a source is a folder, .txt, .md, "
+                               ".jsonl or .csv file (a FIFO would hang the build)")
         if os.path.isdir(src):
             out += [("text", path, os.path.relpath(path, src)) for path in _text_files(src)]
             continue

@@ -21,7 +21,9 @@ from .lexical.bm25 import BM25
 from .results import BatchResults, Results
 from .storage.reader import Snapshot
 from .errors import InvalidInput
-from .validate import check_choice, check_flag, check_k, check_number, check_vectors, normalise
+from .validate import (
+    check_choice, check_flag, check_k, check_number, check_threads, check_vectors, normalise,
+)
 
 
 def segments(snap: Snapshot, filter: dict | None = None) -> list[Segment]:  # noqa: A002
@@ -84,6 +86,7 @@ class Local:
         self.offsets = np.cumsum([0] + [s.rows for s in self.snaps])[:-1].tolist()
         self.segments = [segments(s, filter) for s in self.snaps]
         self.rows = self.snaps[0] if len(self.snaps) == 1 else Rows(self.snaps, self.offsets)
+        self.live_rows = sum(s.live for s in self.snaps)
 
     def dense(self, q: np.ndarray, k: int, depth: int, m: int | None, exact: bool,
               rescore_f16: bool, threads: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +106,7 @@ def plan(source: Any, queries: Any, *, texts: list[str] | None, mode: str | None
          min_score: float | None, m: int | None, exact: bool, rescore_f16: bool,
          threads: int | None, single: bool | None, alpha: float | None
          ) -> Results | BatchResults:
-    """`search` over any `source` with `Local`'s attributes (meta, dim, path, dense,
+    """`search` over any `source` with `Local`'s attributes (meta, dim, path, live_rows, dense,
     lexical, rows, missing): the mode chosen and checked, the dense and lexical lists
     fetched, fused, cut by `min_score` and read into results. A source served elsewhere
     (edgevec.integrations.ray_shards) plugs in here and answers exactly like a local one."""
@@ -126,8 +129,13 @@ def plan(source: Any, queries: Any, *, texts: list[str] | None, mode: str | None
                            f"mode={mode!r}")
     if single is None:
         single = np.ndim(queries) == 1
-    k = check_k(k)
-    m = check_k(m, "m") if m is not None else None
+    # k and m capped by the live rows before anything is allocated for them (a lexical
+    # k=10**9 used to allocate 8 GB of heap on a 2,000-row index); threads checked here,
+    # on every path, NumPy's too
+    rows = max(1, source.live_rows)
+    k = min(check_k(k), rows)
+    m = min(check_k(m, "m"), rows) if m is not None else None
+    threads = check_threads(threads)
     exact = check_flag(exact, "exact")
     rescore_f16 = check_flag(rescore_f16, "rescore_f16")
     if min_score is not None:
@@ -139,7 +147,7 @@ def plan(source: Any, queries: Any, *, texts: list[str] | None, mode: str | None
         if meta["metric"] == "cosine":
             q = normalise(q)
         nq = len(q)
-        depth = k if mode == "dense" else max(k, meta["lexical"]["rrf"]["depth"])
+        depth = k if mode == "dense" else min(max(k, meta["lexical"]["rrf"]["depth"]), rows)
         scores, rows = source.dense(q, k, depth, m, exact, rescore_f16, threads)
     if mode != "dense":
         lexical = source.lexical(texts, k if mode == "lexical" else depth, threads)

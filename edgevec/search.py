@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DimensionMismatch, InvalidInput
-from .validate import check_choice, check_k, check_vectors
+from .validate import check_choice, check_k, check_threads, check_vectors
 
 MAX_ROWS_PER_CALL = 2**31 - 1
 _NO_MASK = np.zeros(0, dtype=np.uint8)
@@ -80,12 +80,10 @@ def check_mask(allow, n: int) -> np.ndarray:
 def threads_for(threads: int | None):
     """Run kernels on `threads` threads (Numba's setting is per calling thread; restored)."""
     import numba
-    if threads is None:
+    if check_threads(threads) is None:
         yield numba.get_num_threads()
         return
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise InvalidInput(f"threads must be a positive int, got {threads!r}")
-    threads = min(threads, numba.config.NUMBA_NUM_THREADS)
+    threads = min(check_threads(threads), numba.config.NUMBA_NUM_THREADS)
     old = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .errors import InvalidInput, from_os_error
+from .paths import check_path, check_target, open_regular
 
 # what must agree between shards, and how it is named in an error
 _SAME = (("dim", lambda i: i["dim"]), ("metric", lambda i: i["metric"]),
@@ -30,12 +31,12 @@ def shard_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[
         paths = [paths]
     out = []
     for p in paths:
-        p = os.fspath(p)
+        p = check_path(p, "an index path")
         if not p.endswith(MANIFEST_SUFFIX):
             out.append(p)
             continue
         try:
-            with open(p, encoding="utf-8") as f:
+            with open_regular(p, "the shard manifest", "r", encoding="utf-8") as f:
                 lines = f.read().splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"cannot read the shard manifest {p} "
@@ -54,7 +55,7 @@ def write_manifest(path: str | os.PathLike, shards: Iterable[str | os.PathLike])
     """Write a manifest (*.shards) listing `shards`, relative to its folder when they are
     under it; returns its path."""
     from .fileio import write_file
-    path = os.fspath(path)
+    path = check_path(path, "the manifest path")
     if not path.endswith(MANIFEST_SUFFIX):
         raise InvalidInput(f"a shard manifest's name ends with {MANIFEST_SUFFIX}: {path!r}")
     folder = os.path.dirname(os.path.abspath(path))
@@ -65,6 +66,7 @@ def write_manifest(path: str | os.PathLike, shards: Iterable[str | os.PathLike])
         lines.append(full if rel.startswith("..") else rel)
     if not lines:
         raise InvalidInput("a shard manifest needs at least one index file")
+    check_target(path, True, "shard manifest")  # never replaces a FIFO or a device
     try:
         write_file(path, ("\n".join(lines) + "\n").encode("utf-8"))
     except OSError as exc:

@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInput, UnknownId
+from .fileio import replacing
 from .index import Index, query_inputs
 from .query import search as run_query
 from .results import BatchResults, Record, Results
 from .sets import check_compatible, set_info, shard_paths
-from .validate import check_k
+from .validate import check_flag, check_k, check_path
 
 
 def open_many(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
@@ -150,20 +151,22 @@ def merge(paths: Iterable[str | os.PathLike], output: str | os.PathLike, *,
     again with the output's calibration (within half an int8 step of the originals);
     compact files (transform codes) make a compact file whose code is fitted again on
     the decoded rows of the first batch (so at least 1,000 rows).
-    Written to OUTPUT.writing and renamed when complete. Returns the rows and bytes."""
+    Written under a temporary name and published as `output` when complete
+    (fileio.replacing): a failed merge leaves any old file untouched. Returns the rows
+    and bytes."""
     from .embed import stored
     from .lexical import Analyzer
-    output = os.fspath(output)
+    output = check_path(output, "output")
+    overwrite = check_flag(overwrite, "overwrite")
     if os.path.exists(output) and not overwrite:
         raise InvalidInput(f"{output} already exists; pass overwrite=True (--overwrite) to "
                            "replace it")
-    tmp = output + ".writing"
-    with ShardSet(shard_paths(paths)) as many:
+    with ShardSet(shard_paths(paths)) as many, replacing(output, overwrite=overwrite) as tmp:
         first = many._shards[0]._s
         lexical = first.meta.get("lexical")
         f16 = all(s._s.has_f16 for s in many._shards)
         model = stored.load(first)
-        options: dict[str, Any] = {"overwrite": True, "user_metadata": first.meta.get("user")}
+        options: dict[str, Any] = {"user_metadata": first.meta.get("user")}
         if all("transform" in s._s.meta["codecs"] for s in many._shards):
             options["codecs"] = "compact"  # a new code, fitted on the first rows' decoded
             # vectors (each shard's code was fitted on its own rows)
@@ -183,24 +186,18 @@ def merge(paths: Iterable[str | os.PathLike], output: str | os.PathLike, *,
             options.update(model=model, store_f16=f16)
         else:
             options.update(dim=first.dim, metric=first.meta["metric"], store_f16=f16)
-        try:
-            with Index.create(tmp, **options) as out:
-                if lexical:  # the fusion settings too, as stored
-                    out._w().commit([], segment_rows=None, meta={"lexical": dict(
-                        out._s.meta["lexical"], rrf=lexical["rrf"])})
-                for shard in many._shards:
-                    s = shard._s
-                    live = s.live_rows()
-                    for a in range(0, len(live), MERGE_ROWS):
-                        rows = live[a:a + MERGE_ROWS]
-                        texts = s.texts_of(rows)
-                        out.add(s.vectors(rows) if s.dim else None, ids=s.ids_of(rows),
-                                texts=texts if any(t is not None for t in texts) else None,
-                                metadata=s.metadata_of(rows))
-                total = len(out)
-            os.replace(tmp, output)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with Index.create(tmp, **options) as out:
+            if lexical:  # the fusion settings too, as stored
+                out._w().commit([], segment_rows=None, meta={"lexical": dict(
+                    out._s.meta["lexical"], rrf=lexical["rrf"])})
+            for shard in many._shards:
+                s = shard._s
+                live = s.live_rows()
+                for a in range(0, len(live), MERGE_ROWS):
+                    rows = live[a:a + MERGE_ROWS]
+                    texts = s.texts_of(rows)
+                    out.add(s.vectors(rows) if s.dim else None, ids=s.ids_of(rows),
+                            texts=texts if any(t is not None for t in texts) else None,
+                            metadata=s.metadata_of(rows))
+            total = len(out)
     return {"rows": total, "bytes": os.path.getsize(output), "path": output}

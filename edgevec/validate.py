@@ -19,6 +19,61 @@ from .storage.directory import MAX_DIM
 
 Id = int | str
 MAX_ID_BYTES = 4096
+# How deep metadata, user_metadata and filters may nest (dicts and lists inside each
+# other): far beyond what a filter or a record needs, far below what would exhaust the
+# interpreter's stack (10,000 levels raised RecursionError).
+MAX_NESTING = 64
+
+
+def check_unicode(text: str, what: str) -> None:
+    """That `text` can be stored as UTF-8: a lone surrogate ("\\ud800", which a JSON
+    escape or surrogateescape decoding can produce) cannot, and is refused with where it
+    is."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} holds a lone surrogate {text[exc.start]!r} at character "
+                           f"{exc.start}, which UTF-8 cannot store; remove it, or decode the "
+                           "source text with errors='replace'") from None
+
+
+def check_json_value(value: Any, what: str) -> None:
+    """That `value` (metadata, user_metadata) is JSON edgevec can store and read back
+    as given: dicts with str keys, lists, str (no lone surrogates), numbers, bools and
+    None, nested at most MAX_NESTING levels. Walked without recursion, so no depth can
+    exhaust the stack. NaN and other types are refused by json_dumps."""
+    stack = [(value, (), 1)]
+    while stack:
+        v, where, depth = stack.pop()
+        if isinstance(v, str):
+            if not v.isascii():
+                check_unicode(v, _at(what, where))
+            continue
+        if not isinstance(v, (dict, list, tuple)):
+            continue
+        if depth > MAX_NESTING:
+            raise InvalidInput(f"{_at(what, where)} nests deeper than {MAX_NESTING} levels of "
+                               "dicts and lists; flatten it (or store it as a JSON string)")
+        if isinstance(v, dict):
+            for key, item in v.items():
+                if not isinstance(key, str):
+                    raise InvalidInput(f"{_at(what, where)} has the key {key!r:.40} "
+                                       f"({type(key).__name__}); keys must be str (JSON "
+                                       "would turn it into a str)")
+                if not key.isascii():
+                    check_unicode(key, f"a key of {_at(what, where)}")
+                stack.append((item, where + (key,), depth + 1))
+        else:
+            stack.extend((item, where + (i,), depth + 1) for i, item in enumerate(v))
+
+
+def _at(what: str, where: tuple) -> str:
+    """`what` followed by the keys and positions leading into it: metadata[3]['a'][0]
+    (the first few of a deep path, and how deep it is)."""
+    shown = "".join(f"[{k!r:.40}]" for k in where[:4])
+    return what + shown + (f"[...] ({len(where)} levels down)" if len(where) > 4 else "")
 
 
 def check_flag(value: Any, what: str) -> bool:
@@ -48,6 +103,7 @@ def check_json_object(value: Any, what: str) -> dict:
     value = {} if value is None else value
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a dict, got {type(value).__name__}")
+    check_json_value(value, what)
     json_dumps(value, what)
     return value
 
@@ -70,9 +126,27 @@ def check_number(value: Any, what: str, *, low: float | None = None,
     v = float(value) if abs(value) < 1e300 else float("inf")
     below = low is not None and (v <= low if low_open else v < low)
     if v != v or abs(v) == float("inf") or below or (high is not None and v > high):
-        where = "" if low is None else (f" in {'(' if low_open else '['}{low}, {high}]")
+        where = ("" if low is None else f" > {low:g}" if low_open and high is None
+                 else f" >= {low:g}" if high is None
+                 else f" in {'(' if low_open else '['}{low}, {high}]")
         raise InvalidInput(f"{what} must be a finite number{where}, got {value!r:.60}")
     return v
+
+
+def check_lock_timeout(value: Any) -> float:
+    """Seconds to wait for a writer's lock: a finite number >= 0 (NaN or infinity used
+    to wait forever on a locked file)."""
+    return check_number(value, "lock_timeout (seconds to wait for the writer's lock)",
+                        low=0.0)
+
+
+def check_threads(threads: Any) -> int | None:
+    """A thread count: None (all cores) or a positive int (NumPy's too; not bool)."""
+    if threads is not None and (isinstance(threads, (bool, np.bool_))
+                                or not isinstance(threads, (int, np.integer)) or threads < 1):
+        raise InvalidInput(f"threads must be None (all cores) or a positive int, got "
+                           f"{threads!r:.60}")
+    return None if threads is None else int(threads)
 
 
 def check_seed(seed: Any) -> int:
@@ -190,30 +264,25 @@ def normalise_id(ident: Any) -> tuple[Id, str]:
     if isinstance(ident, str):
         if len(ident.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
             raise InvalidInput(f"str id of {len(ident)} characters exceeds {MAX_ID_BYTES} bytes")
-        try:
-            ident.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidInput(f"str id {ident!r:.60} is not encodable as UTF-8") from None
+        check_unicode(ident, "a str id")
         return ident, "str"
     raise InvalidInput(f"an id must be int or str, got {type(ident).__name__} {ident!r:.60}")
 
 
-def check_texts(texts: Any, n: int | None) -> list[str] | None:
-    """A list of n str (any length when n is None), each encodable as UTF-8."""
+def check_texts(texts: Any, n: int | None, what: str = "texts") -> list[str] | None:
+    """A list of n str (any length when n is None), each encodable as UTF-8. `what`: the
+    argument's name in messages (texts, or the query)."""
     if texts is None:
         return None
     if isinstance(texts, str):
-        raise InvalidInput("texts must be a sequence of str, not a single str")
-    texts = as_list(texts, "texts")
+        raise InvalidInput(f"{what} must be a sequence of str, not a single str")
+    texts = as_list(texts, what)
     if n is not None and len(texts) != n:
         raise InvalidInput(f"got {len(texts)} texts for {n} rows; give one text per row")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise InvalidInput(f"texts[{i}] is {type(t).__name__}, expected str")
-        try:
-            t.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidInput(f"texts[{i}] is not encodable as UTF-8") from None
+            raise InvalidInput(f"{what}[{i}] is {type(t).__name__}, expected str")
+        check_unicode(t, f"{what}[{i}]")
     return texts
 
 
@@ -232,6 +301,7 @@ def check_metadata(metadata: Any, n: int) -> list[dict | None] | None:
             raise InvalidInput(f"metadata[{i}] is {type(m).__name__}, expected dict or None")
         for key in m:
             check_field_name(key)
+        check_json_value(m, f"metadata[{i}]")
     return metadata
 
 

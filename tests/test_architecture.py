@@ -20,7 +20,7 @@ LAYERS = [("edgevec.errors", 0), ("edgevec.paths", 0), ("edgevec.progress", 0), 
           ("edgevec.query", 8), ("edgevec.batch", 8), ("edgevec.index", 9), ("edgevec.sets", 9.2), ("edgevec.integrations.ray", 9.3),
           ("edgevec.integrations.ray_shards", 9.4), ("edgevec.shards", 9.5), ("edgevec", 10),
           ("edgevec.cli", 11), ("edgevec.build", 11), ("edgevec.ingest", 9.1),
-          ("edgevec.convert", 11), ("edgevec.corpus", 11), ("edgevec.demo", 11),
+          ("edgevec.convert", 11), ("edgevec.staging", 11), ("edgevec.corpus", 11), ("edgevec.demo", 11),
           ("edgevec.__main__", 11), ("edgevec.integrations", 11)]
 
 

@@ -290,7 +290,7 @@ def test_cli_builds_and_searches_a_lexical_only_index(tmp_path, capsys):
     assert info["lexical_only"] and info["dim"] == 0 and info["embedder"] is None
     assert cli.main(["build", str(corpus), "-o", out, "--lexical-only"]) == 1
     assert "already exists" in capsys.readouterr().err
-    assert not os.path.exists(out + ".writing")
+    assert not [n for n in os.listdir(os.path.dirname(out)) if n.endswith(".tmp")]
 
 
 def test_weighted_hybrid_and_min_score_in_every_mode(lexical_index):

@@ -107,19 +107,22 @@ def test_importing_without_the_extra_names_it():
     assert out.startswith("MissingExtra") and "pip install 'edgevec[ray]'" in out
 
 
+def _stopping_after(embed_chunks, chunks: int):
+    """`embed_chunks` as a driver that is stopped (Ctrl-C) once `chunks` came back."""
+    def stopping(*args, **kwargs):
+        for n, item in enumerate(embed_chunks(*args, **kwargs)):
+            if n == chunks:
+                raise KeyboardInterrupt
+            yield item
+    return stopping
+
 def test_a_stopped_ray_build_resumes_from_its_staged_chunks(tmp_path, corpus, minilm,
                                                             local_ray, monkeypatch):
     """The driver stops after one chunk (Ctrl-C): the rerun embeds only the rest, and the
     file is still the local build's."""
     import edgevec.integrations.ray as R
     real = R.embed_chunks
-
-    def one_then_stop(*args, **kwargs):
-        for n, item in enumerate(real(*args, **kwargs)):
-            if n == 1:
-                raise KeyboardInterrupt
-            yield item
-    monkeypatch.setattr(R, "embed_chunks", one_then_stop)
+    monkeypatch.setattr(R, "embed_chunks", _stopping_after(real, 1))
     out = str(tmp_path / "ray.edgevec")
     with pytest.raises(KeyboardInterrupt):
         build([corpus], out, quiet=True, ray=True, actors=2)
@@ -130,6 +133,32 @@ def test_a_stopped_ray_build_resumes_from_its_staged_chunks(tmp_path, corpus, mi
     build([corpus], str(tmp_path / "local.edgevec"), quiet=True)
     assert (tmp_path / "ray.edgevec").read_bytes() == (tmp_path / "local.edgevec").read_bytes()
 
+
+
+def test_a_ray_build_re_embeds_a_damaged_staged_chunk(tmp_path, corpus, minilm, local_ray,
+                                                      monkeypatch):
+    """A Ray build stages through the local build's code: after a stop with two chunks
+    staged, chunk 0's vectors zeroed under its intact marker (a power loss), the rerun on
+    Ray embeds chunks 0 and 2 (not 1) and writes the local build's bytes."""
+    import edgevec.integrations.ray as R
+    from edgevec import staging
+    real = R.embed_chunks
+    monkeypatch.setattr(R, "embed_chunks", _stopping_after(real, 2))
+    out = str(tmp_path / "ray.edgevec")
+    with pytest.raises(KeyboardInterrupt):
+        build([corpus], out, quiet=True, ray=True, actors=2)
+    data = os.path.join(staging.chunk_path(out + ".staging", 0), "vectors", "data.ninja")
+    with open(data, "r+b") as f:
+        f.write(bytes(os.path.getsize(data)))
+    sent = []
+
+    def counting(chunks, *args, **kwargs):
+        return real((sent.append(len(c)) or c for c in chunks), *args, **kwargs)
+    monkeypatch.setattr(R, "embed_chunks", counting)
+    report = build([corpus], out, quiet=True, ray=True, actors=2)
+    assert report.resumed_from == CHUNK_DOCS and sent == [CHUNK_DOCS, 77]
+    build([corpus], str(tmp_path / "local.edgevec"), quiet=True)
+    assert (tmp_path / "ray.edgevec").read_bytes() == (tmp_path / "local.edgevec").read_bytes()
 
 def _every_search(many, q, texts):
     """The same searches in every mode, with and without filters, single and batched."""

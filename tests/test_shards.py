@@ -123,7 +123,7 @@ def test_merge_writes_one_file_that_answers_like_the_set(tmp_path, shards_and_wh
     paths, whole = shards_and_whole
     merged = tmp_path / "merged.edgevec"
     report = edgevec.merge(paths, merged)
-    assert report["rows"] == 130 and not (tmp_path / "merged.edgevec.writing").exists()
+    assert report["rows"] == 130 and not list(tmp_path.glob(".merged.edgevec.*.tmp"))
     edgevec.verify(merged)
     q = batch_vectors(98, 3, 16)
     with edgevec.open(merged) as one, edgevec.open_many(paths) as many:
@@ -151,7 +151,7 @@ def test_merge_writes_one_file_that_answers_like_the_set(tmp_path, shards_and_wh
     with pytest.raises(edgevec.DuplicateId, match="s1-0"):
         edgevec.merge([paths[0], clash], tmp_path / "bad.edgevec")
     assert not (tmp_path / "bad.edgevec").exists()
-    assert not (tmp_path / "bad.edgevec.writing").exists()
+    assert not list(tmp_path.glob(".bad.edgevec.*.tmp"))  # no temporary file left
 
 
 def test_a_manifest_stands_for_its_files(tmp_path, shards_and_whole, capsys):

@@ -279,6 +279,7 @@ class _Query:
     def __init__(self, shards: ServedShards, filter: dict | None) -> None:  # noqa: A002
         self.set, self.filter = shards, filter
         self.meta, self.dim, self.path = shards.meta, shards.dim, shards.paths[0]
+        self.live_rows = sum(info["rows"] for info in shards._infos)  # caps k
         self.live = list(range(len(shards.paths)))
         self.late: list[int] = []
 

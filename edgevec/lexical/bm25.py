@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import FormatError, InvalidInput
 from ..search import ENGINE, best_k
-from ..validate import check_k, check_number
+from ..validate import check_k, check_number, check_threads
 from ..storage.postings import Postings, decode_varints, norm_table
 
 _NORMS = norm_table()
@@ -129,10 +129,10 @@ _POOL_LOCK = threading.Lock()
 
 def workers_for(threads: int | None) -> int:
     """`threads` checked, or the CPUs this process may run on."""
-    if threads is None:
+    if check_threads(threads) is None:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
             (os.cpu_count() or 1)
-    return check_k(threads, "threads")
+    return int(threads)
 
 
 def in_threads(fn, items: list, workers: int) -> list:
@@ -204,7 +204,7 @@ def _segment(p: Postings, terms: np.ndarray, weights: np.ndarray, denom: np.ndar
         from ..kernels._intrinsics import KEY_NONE
         from ..kernels.bm25 import bm25_topk
         from ..kernels.topk import split_score_keys
-        heap = np.full(k, KEY_NONE, dtype=np.int64)
+        heap = np.full(max(1, min(k, n)), KEY_NONE, dtype=np.int64)  # at most the rows
         mask = np.zeros(0, np.uint8) if allow is None else \
             np.ascontiguousarray(allow, dtype=bool).view(np.uint8)
         acc, touched = _scratch(n)

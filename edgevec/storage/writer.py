@@ -13,15 +13,16 @@ import copy
 import errno
 import fcntl
 import os
-import secrets
+import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import EdgevecError, IndexExists, IndexStateError, LockedError, WriteFailed
-from ..fileio import fsync_parent
+from ..errors import EdgevecError, IndexStateError, LockedError, NotAnEdgevecFile, WriteFailed
+from ..fileio import fsync_parent, remove_stale_temp_files, temp_path
+from ..paths import file_kind
 from .directory import Directory, Section, SegmentInfo
 from .layout import (
     ALIGN,
@@ -135,81 +136,21 @@ def _append_commit(fd: int, d: Directory, pending: list[Pending], segment_rows: 
     os.fsync(fd)
 
 
-def create_file(path, meta: dict, *, overwrite: bool = False) -> None:
-    """Create an empty index file atomically (temp file + rename)."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise IndexExists(f"{path} is a directory; choose a file path for the index")
-    if os.path.exists(path) and not overwrite:
-        raise IndexExists(f"{path} already exists; pass overwrite=True to replace it, or open "
-                          "it with edgevec.open(path, writable=True) to add to it")
-    tmp = _temp_path(path)
+def create_file(path: str, meta: dict) -> None:
+    """Write an empty index file at `path`, a fresh name (fileio.temp_path: it must not
+    exist). Index.create then opens it, adds what the index starts with (a model) and
+    publishes it under the name the user gave: complete or not at all."""
     try:
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
                      0o644)
     except OSError as exc:
         raise os_error(exc, path, "creating the index file") from None
     try:
         write_fresh(fd, empty_directory(copy.deepcopy(meta)), [], None)
-        os.close(fd)
-        fd = -1
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if `path` appeared meanwhile; never clobbers
-            os.unlink(tmp)
-        fsync_parent(path)
-    except FileExistsError:
-        raise IndexExists(f"{path} already exists (created concurrently)") from None
     except OSError as exc:
         raise os_error(exc, path, "creating the index file") from None
     finally:
-        if fd >= 0:
-            os.close(fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _temp_path(path: str) -> str:
-    head, tail = os.path.split(os.path.abspath(path))
-    return os.path.join(head, f".{tail}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
-def remove_stale_temp_files(path: str) -> list[str]:
-    """Delete temporary files that `create` or `compact` of `path` left behind when their
-    process died (their pid no longer runs). Called by a writer holding the lock."""
-    head, tail = os.path.split(os.path.abspath(path))
-    prefix = f".{tail}."
-    removed = []
-    try:
-        names = os.listdir(head)
-    except OSError:
-        return removed
-    for name in names:
-        if not (name.startswith(prefix) and name.endswith(".tmp")):
-            continue
-        parts = name[len(prefix):-len(".tmp")].split(".")
-        if len(parts) != 2 or not parts[0].isdigit():
-            continue
-        pid = int(parts[0])
-        if _alive(pid):  # ours or another live process: maybe in use
-            continue
-        try:
-            os.unlink(os.path.join(head, name))
-            removed.append(name)
-        except OSError:
-            pass
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        os.close(fd)
 
 
 def _lock(fd: int, path: str, timeout: float) -> None:
@@ -227,16 +168,30 @@ def _lock(fd: int, path: str, timeout: float) -> None:
             time.sleep(0.02)
 
 
+def _open_regular(path: str) -> int:
+    """A read-write descriptor of the regular file `path`: opened with O_NONBLOCK, so a
+    FIFO cannot hang the call, and refused unless fstat says it is a regular file."""
+    try:
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise os_error(exc, path, "opening for writing") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotAnEdgevecFile(f"is {file_kind(mode)}, not an edgevec file (opening for "
+                               "writing)", path=path)
+    os.set_blocking(fd, True)
+    return fd
+
+
 class Writer:
     """The single writer of an index file: holds an exclusive OS lock (flock) on it."""
 
     def __init__(self, path, *, lock_timeout: float = 0.0) -> None:
         self.path = os.fspath(path)
         while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
-            except OSError as exc:
-                raise os_error(exc, self.path, "opening for writing") from None
+            fd = _open_regular(self.path)
             try:
                 _lock(fd, self.path, lock_timeout)
                 # A compaction may have replaced the file between open and lock: then we
@@ -261,6 +216,12 @@ class Writer:
     def _inode(self) -> tuple[int, int]:
         st = os.fstat(self.fd)
         return st.st_dev, st.st_ino
+
+    def renamed(self, path: str) -> None:
+        """The file this writer holds now has the name `path` (a new index published under
+        its final name: fileio.replacing); the lock stays."""
+        self.path = path
+        self._refresh()
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -319,7 +280,7 @@ class Writer:
     def replace_with(self, directory_meta: dict, pending: list[Pending],
                      segment_rows: int | None) -> Snapshot:
         """Write a fresh file with one segment and atomically put it in place of ours."""
-        tmp = _temp_path(self.path)
+        tmp = temp_path(self.path)
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
                          0o644)
