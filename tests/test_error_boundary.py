@@ -194,7 +194,6 @@ def deep_value(levels: int = DEEP) -> object:
 SURROGATE = "caf\ud800"
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
-LEAD_FIXES_READER = pytest.mark.xfail(strict=True, reason="lead fixes reader/embedder")
 
 
 @contextlib.contextmanager
@@ -523,7 +522,6 @@ def test_cli_commands_on_a_fifo_answer_exit_1(text_index, tmp_path, capsys):
 # directory; a lone surrogate in encode: InvalidInput).
 
 @needs_fifo
-@LEAD_FIXES_READER
 @pytest.mark.parametrize("entry", ["open", "info", "verify", "open_many", "merge"])
 def test_reading_a_fifo_as_an_index_is_refused(tmp_path, entry):
     with fifo(tmp_path / "f.edgevec") as f:
@@ -534,7 +532,6 @@ def test_reading_a_fifo_as_an_index_is_refused(tmp_path, entry):
 
 
 @needs_fifo
-@LEAD_FIXES_READER
 @pytest.mark.parametrize("command", ["info", "verify", "search"])
 def test_cli_reading_a_fifo_as_an_index_says_so(tmp_path, capsys, command):
     with fifo(tmp_path / "f.edgevec") as f:
@@ -543,6 +540,5 @@ def test_cli_reading_a_fifo_as_an_index_says_so(tmp_path, capsys, command):
         assert "FIFO" in capsys.readouterr().err
 
 
-@LEAD_FIXES_READER
 def test_a_lone_surrogate_in_embedder_encode_is_invalid_input(minilm):
     raises_exactly(InvalidInput, lambda: minilm.encode(["fine", SURROGATE]))

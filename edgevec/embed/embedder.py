@@ -90,22 +90,14 @@ def _reraise_interrupts(exc: BaseException) -> None:
 
 
 def _read_regular(path: str, limit: int) -> bytes:
-    """The bytes of the regular file `path`. A FIFO or device would block the open or the
-    read, a file over `limit` bytes cannot be a model part: both are refused (UnsafeModel);
-    other failures are the OSError."""
-    import stat
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnsafeModel(f"{path} is not a regular file (a FIFO, socket or device?); a "
-                              "model directory holds files")
-        if st.st_size > limit:
-            raise UnsafeModel(f"{path} is {st.st_size} bytes, over the {limit}-byte limit")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read(limit + 1)[:limit]
-    finally:
-        os.close(fd)
+    """The bytes of the regular file `path` (a FIFO or device is InvalidInput, not a
+    hang: edgevec.paths.open_regular); one over `limit` bytes cannot be a model part."""
+    from ..paths import open_regular
+    with open_regular(path, "model file") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise UnsafeModel(f"{path} is {size} bytes, over the {limit}-byte limit")
+        return f.read()
 
 
 def _config_json(data: bytes, source: str) -> Any:

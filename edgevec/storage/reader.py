@@ -57,6 +57,7 @@ from .layout import (
     parse_preamble,
     parse_slot,
 )
+from ..paths import file_kind
 from .postings import Postings, length_to_norm
 from .strings import StringTable, id_keys
 
@@ -162,13 +163,8 @@ def open_regular(path) -> int:
         raise os_error(exc, path, "opening") from None
     if not stat.S_ISREG(mode):
         os.close(fd)
-        if stat.S_ISDIR(mode):
-            raise NotAnEdgevecFile("is a directory, not an edgevec file", path=path)
-        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket"
-                if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode)
-                or stat.S_ISBLK(mode) else "not a regular file")
-        raise NotAnEdgevecFile(f"is {kind}, not an edgevec file; pass the path of an index "
-                               "file", path=path)
+        raise NotAnEdgevecFile(f"is {file_kind(mode)}, not an edgevec file; pass the path of "
+                               "an index file", path=path)
     return fd
 
 
