@@ -40,7 +40,8 @@ class Index:
     writes of a writable Index (`add`, `delete`, `calibrate`, `compact`) take turns, one
     commit at a time; a search that starts during a commit sees the state before or
     after it, never a part of it. Another process or handle writing the file is seen
-    after `refresh()`."""
+    after `refresh()`. The scan kernels release the GIL: searches in several threads
+    (with `threads=1` each, say) use several cores."""
 
     def __init__(self, path: str, snapshot: Snapshot, writer: Writer | None) -> None:
         self._path = path

@@ -15,6 +15,7 @@ these scans is edgevec.funnel.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,20 +79,48 @@ def check_mask(allow, n: int) -> np.ndarray:
 
 @contextmanager
 def threads_for(threads: int | None):
-    """Run kernels on `threads` threads (Numba's setting is per calling thread; restored)."""
+    """Run parallel kernels on `threads` threads (Numba's setting is per calling thread;
+    restored), and launch them one at a time where Numba's threading layer cannot take
+    launches from several threads at once (see concurrent_launches)."""
     import numba
-    if threads is None:
-        yield numba.get_num_threads()
-        return
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise InvalidInput(f"threads must be a positive int, got {threads!r}")
-    threads = min(threads, numba.config.NUMBA_NUM_THREADS)
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise InvalidInput(f"threads must be a positive int, got {threads!r}")
+        threads = min(threads, numba.config.NUMBA_NUM_THREADS)
     old = numba.get_num_threads()
-    numba.set_num_threads(threads)
+    if threads is not None:
+        numba.set_num_threads(threads)
     try:
-        yield threads
+        if concurrent_launches():
+            yield old if threads is None else threads
+        else:
+            with _LAUNCH_LOCK:
+                yield old if threads is None else threads
     finally:
-        numba.set_num_threads(old)
+        if threads is not None:
+            numba.set_num_threads(old)
+
+
+_LAUNCH_LOCK = threading.Lock()
+_LAYER: list[str] = []  # Numba's threading layer, once a parallel kernel has chosen it
+
+
+def concurrent_launches() -> bool:
+    """Whether parallel kernels may be entered by several threads at once. The kernels
+    release the GIL (edgevec.kernels), and Numba's "tbb" and "omp" threading layers take
+    concurrent launches; its "workqueue" layer (the fallback when neither TBB nor an
+    OpenMP runtime is installed, as in a plain pip install on macOS) aborts the process
+    when two threads enter it at once. Until the first parallel kernel has run, the
+    layer is not chosen yet: False then too."""
+    if not _LAYER:
+        import numba
+        if numba.config.DISABLE_JIT:
+            return True  # plain Python: nothing parallel to enter
+        try:
+            _LAYER.append(numba.threading_layer())
+        except ValueError:  # not chosen yet
+            return False
+    return _LAYER[0] in ("tbb", "omp")
 
 
 def _blocks(threads: int, n: int) -> int:
@@ -113,6 +142,8 @@ class ScanEngine:
     the best cost. Scans too large for NumPy to be worth it, batches and full int8 scans go
     to Numba at once. Both give the same rows in the same order (exact integer distances,
     ties by lower row). `mode` ("auto", "numba" or "numpy") comes from $EDGEVEC_SCAN.
+    Threads share the one ENGINE and update it without a lock: a lost update of
+    `numpy_seconds` only delays the switch, and either engine gives the same answer.
     """
 
     NUMBA_LOAD_SECONDS = 0.5
@@ -292,10 +323,17 @@ def dot_i8_rescore(codes: np.ndarray, qq: QuantQuery, rows: np.ndarray) -> np.nd
         from .kernels.dot_i8 import dot_i8_rescore_batch as kernel
         out = np.empty(r2.shape, dtype=np.int32)
         if r2.size:
-            kernel(codes, q2, r2, out)
+            with threads_for(_rescore_threads(len(r2))):
+                kernel(codes, q2, r2, out)
     else:  # a few hundred candidate rows: not worth loading Numba for (see ScanEngine)
         out = np.einsum("qmd,qd->qm", codes[r2].astype(np.int32), q2.astype(np.int32))
     return qq.scores(out if batch else out[0])
+
+
+def _rescore_threads(nq: int) -> int | None:
+    """The rescoring kernels run parallel over queries: one query needs one thread (a
+    team of more would only wait)."""
+    return 1 if nq == 1 else None
 
 
 F8_QUERY_MAX = (1 << 20) - 1  # query integers: at most 20 bits (fewer if d is huge)
@@ -330,7 +368,8 @@ def dot_f8_rescore(codes: np.ndarray, kind: str, scale: np.ndarray, queries: np.
     if ENGINE.numba_loaded or ENGINE.mode == "numba" or r2.size * codes.shape[1] > 1 << 22:
         from .kernels.dot_i8 import dot_f8_rescore_batch as kernel
         if r2.size:
-            kernel(codes, table, qi, r2, out)
+            with threads_for(_rescore_threads(len(r2))):
+                kernel(codes, table, qi, r2, out)
     else:  # a few hundred candidate rows: not worth loading Numba for (see ScanEngine)
         out = np.einsum("qmd,qd->qm", table[codes[r2]], qi)
     scores = out.astype(np.float64) * (step[:, None] * 2.0 ** -shift)

@@ -22,7 +22,7 @@ from numba import njit
 from .topk import heap_replace_top, score_key
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _varint(data, pos, end):
     """(value, next position), or (-1, -1) when the value runs past `end` or 63 bits."""
     value = np.int64(0)
@@ -39,7 +39,7 @@ def _varint(data, pos, end):
     return np.int64(-1), -1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _accumulate(data, offsets, terms, weights, norms, denom, acc, touched):
     """Term at a time into acc -> (rows touched, listed in touched[:count]; False when
     the postings are damaged)."""
@@ -98,7 +98,7 @@ def bm25_topk(data, offsets, terms, weights, norms, denom, acc, acc_bits, touche
     return count if sound else -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def check_postings(data, offsets, df, lengths):
     """Decode every posting of a segment (verify): 0 when sound, else 1 + the index of the
     first bad term (offsets out of order or past the data, a value running past its
