@@ -254,6 +254,34 @@ def test_every_kernel_releases_the_gil():
     assert {"hamming_topk", "hamming_topk_batch", "dot_i8_topk", "bm25_topk"} <= set(seen)
 
 
+def test_threads_growing_the_bm25_pool_never_submit_to_a_pool_shut_down(monkeypatch):
+    """Lexical searches with threads > 1 share a pool that is replaced by a bigger one when
+    a search wants more threads; a search in another thread that had just looked the old
+    one up then submitted to it after its shutdown: RuntimeError('cannot schedule new
+    futures after shutdown') in 3 of 4 threads here. Now the look-up and the submits
+    happen under the pool's lock."""
+    from edgevec.lexical import bm25
+    monkeypatch.setattr(bm25, "_POOL", [])
+    start = threading.Barrier(4)
+    errors = []
+
+    def grow() -> None:
+        start.wait()
+        try:
+            for w in range(2, 20):  # ever more workers: the pool is replaced each time
+                assert bm25.in_threads(lambda v: v + 1, list(range(w)), w) == list(
+                    range(1, w + 1))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(repr(exc))
+    threads = [threading.Thread(target=grow) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    bm25._POOL[0].shutdown()
+    assert errors == []
+
+
 WORKQUEUE = """
 import threading, numpy as np, edgevec, sys
 sys.path.insert(0, {tests!r})

@@ -147,13 +147,14 @@ def in_threads(fn, items: list, workers: int) -> list:
         # parent's pool has no threads and would never run the work)
         if not _POOL or _POOL[1] < shares - 1 or _POOL[2] != os.getpid():
             if _POOL and _POOL[2] == os.getpid():
-                _POOL[0].shutdown(wait=False)
+                _POOL[0].shutdown(wait=False)  # its queued work still runs
             _POOL[:] = [ThreadPoolExecutor(max_workers=shares - 1,
                                            thread_name_prefix="edgevec-bm25"),
                         shares - 1, os.getpid()]
-        pool = _POOL[0]
-    futures = [pool.submit(lambda j=j: [fn(item) for item in items[j::shares]])
-               for j in range(1, shares)]
+        # submitted under the lock: another thread's search could otherwise shut this
+        # pool down (wanting a bigger one) between our look and our submit
+        futures = [_POOL[0].submit(lambda j=j: [fn(item) for item in items[j::shares]])
+                   for j in range(1, shares)]
     out: list = [None] * len(items)
     try:
         out[0::shares] = [fn(item) for item in items[0::shares]]
