@@ -318,3 +318,26 @@ def test_searches_in_threads_on_numbas_workqueue_layer_do_not_abort(tmp_path):
         text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["workqueue", str(2 * 3 * 143), "True", "[]"]
+
+
+def test_reading_many_strings_at_once_checks_each_like_reading_one():
+    """Hits' ids, texts and metadata are read with StringTable.get_many (a search reads
+    them while holding the GIL: one call per string cost 3x as much); a damaged offset or
+    invalid UTF-8 is the same StringTableError as get() gives, whichever string it hits."""
+    from edgevec.errors import StringTableError
+    from edgevec.storage.strings import StringTable, encode_table
+    words = ["", "a", "é", "中文", "x" * 50]
+    table = StringTable(*encode_table(words), path="p", where=64)
+    assert table.get_many(np.array([4, 0, 3, 3, 2])) == [words[i] for i in (4, 0, 3, 3, 2)]
+    assert table.get_many(np.zeros(0, np.int64)) == []
+    offsets, data = encode_table(words)
+    bad_utf8 = data.copy()
+    bad_utf8[offsets[2]] = 0xFF
+    past_end = offsets.copy()
+    past_end[2] = 10**6
+    for damaged in (StringTable(offsets, bad_utf8), StringTable(past_end, data)):
+        with pytest.raises(StringTableError) as one:
+            damaged.get(2) if damaged.data is bad_utf8 else damaged.get(1)
+        with pytest.raises(StringTableError) as many:
+            damaged.get_many(np.array([0, 1, 2, 3]))
+        assert str(many.value) == str(one.value)

@@ -482,8 +482,7 @@ class Snapshot:
             if self.meta["id_type"] == "int":
                 values = self.segment_array("ids.int", g)[local].tolist()
             else:
-                table = self.table("ids", g)
-                values = [table.get(i) for i in local.tolist()]
+                values = self.table("ids", g).get_many(local)
             for p, v in zip(pos.tolist(), values):
                 out[p] = v
         return out
@@ -502,8 +501,8 @@ class Snapshot:
         for g, pos, local in groups:
             table = self.table(prefix, g)
             if table is not None:
-                for p, i in zip(pos.tolist(), local.tolist()):
-                    out[p] = convert(table.get(i), g, i)
+                for p, i, raw in zip(pos.tolist(), local.tolist(), table.get_many(local)):
+                    out[p] = convert(raw, g, i)
         return out
 
     def _parse_metadata(self, raw: str, seg: int, local: int) -> dict[str, Any] | None:
