@@ -237,8 +237,9 @@ def test_the_stored_model_is_read_after_its_snapshot_was_closed(tmp_path):
 
 
 def test_every_kernel_releases_the_gil():
-    """Issue 23: the scan kernels held the GIL, and 4 Python threads searching gave 1.0x
-    the throughput of one. Every compiled function in edgevec.kernels is nogil."""
+    """Issue 23: 4 Python threads searching gave 1.0x the throughput of one. Every
+    compiled function in edgevec.kernels is nogil (the parallel scans already ran their
+    parallel regions without it; the other kernels held it)."""
     import importlib
     import pkgutil
 
@@ -305,8 +306,8 @@ print(numba.threading_layer(), len(found), all(found), errors)
 
 
 def test_searches_in_threads_on_numbas_workqueue_layer_do_not_abort(tmp_path):
-    """The kernels release the GIL, so threads can enter a parallel kernel at once; on
-    Numba's workqueue layer (what a pip install without TBB or OpenMP gets, e.g. on
+    """Threads can enter a parallel kernel at once (its parallel region runs without the
+    GIL, with nogil or not); on Numba's workqueue layer (what a pip install without TBB or OpenMP gets, e.g. on
     macOS) that aborts the whole process ("Concurrent access has been detected").
     edgevec launches parallel kernels one at a time there."""
     path = tmp_path / "wq.edgevec"
