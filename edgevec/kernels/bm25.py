@@ -141,7 +141,9 @@ def _compare(data, a, b, keys, ka, kb):
         y = keys[ka + j]
         if x != y:
             return -1 if x < y else 1
-    return (b - a > kb - ka) - (b - a < kb - ka)
+    if b - a == kb - ka:
+        return 0
+    return 1 if b - a > kb - ka else -1  # the shorter, a prefix of the other, first
 
 
 @njit(cache=True, nogil=True)
