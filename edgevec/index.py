@@ -6,7 +6,9 @@ edgevec.storage (Snapshot reads one committed state, Writer commits)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -31,13 +33,25 @@ from .validate import (
 class Index:
     """A vector index stored in one .edgevec file: `Index.create` or `edgevec.open`. A
     read-only index memory-maps the file and never changes it; a writable one holds the
-    file's writer lock until `close()`."""
+    file's writer lock until `close()`.
+
+    Threads: one Index may be shared by any number of threads. Every read (`search`,
+    `get`, `ids`, `contains`, `in`, `len`, `info`, `verify`) runs on the committed state
+    it began with, to its end, whatever `refresh()`, a commit or `close()` does meanwhile
+    in another thread (the old state's map is released after its last reader). The
+    writes of a writable Index (`add`, `delete`, `calibrate`, `compact`) take turns, one
+    commit at a time; a search that starts during a commit sees the state before or
+    after it, never a part of it. Another process or handle writing the file is seen
+    after `refresh()`. The scan kernels release the GIL: searches in several threads
+    (with `threads=1` each, say) use several cores."""
 
     def __init__(self, path: str, snapshot: Snapshot, writer: Writer | None) -> None:
         self._path = path
-        self._snap: Snapshot | None = snapshot
+        # a writer's snapshot is writer.snapshot, which every commit replaces
+        self._snap: Snapshot | None = snapshot if writer is None else None
         self._writer = writer
         self._embedder = None
+        self._lock = threading.RLock()  # refresh, close, writes: one at a time
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, dim: int | None = None,
@@ -117,6 +131,24 @@ class Index:
                                   "edgevec.open(path)")
         return self._snap
 
+    @contextmanager
+    def _reading(self) -> Iterator[Snapshot]:
+        """The snapshot this index sees now, held open (Snapshot.acquire) until the block
+        ends, even if another thread refreshes, commits or closes meanwhile."""
+        seen = None
+        while True:
+            s = self._s
+            if s.acquire():
+                break
+            if s is seen:  # closed and not replaced by a newer one: the index is closing
+                raise IndexStateError(f"{self._path}: the index was closed; open it again "
+                                      "with edgevec.open(path)")
+            seen = s  # replaced meanwhile (refresh, commit): the next look finds the new one
+        try:
+            yield s
+        finally:
+            s.release()
+
     def _w(self) -> Writer:
         if self._writer is None:
             self._s  # noqa: B018 - a closed index says so before "read-only"
@@ -137,16 +169,16 @@ class Index:
 
     def contains(self, ids: Iterable[Id]) -> np.ndarray:
         """bool per id: whether a live row has it (`id in index` for many ids at once)."""
-        s = self._s
-        return s.find_many([check_one_id(i, s.meta["id_type"], self._path)
-                            for i in as_list(ids, "ids")]) >= 0
+        with self._reading() as s:
+            return s.find_many([check_one_id(i, s.meta["id_type"], self._path)
+                                for i in as_list(ids, "ids")]) >= 0
 
     def __contains__(self, ident: object) -> bool:
-        try:
-            return self._s.find(check_one_id(ident, self._s.meta["id_type"], self._path)) \
-                is not None
-        except (IdTypeMismatch, InvalidInput):
-            return False
+        with self._reading() as s:
+            try:
+                return s.find(check_one_id(ident, s.meta["id_type"], self._path)) is not None
+            except (IdTypeMismatch, InvalidInput):
+                return False
 
     def __enter__(self) -> "Index":
         return self
@@ -162,30 +194,38 @@ class Index:
                 f"generation={self.generation}>")
 
     def close(self) -> None:
-        """Release the map and, for a writer, the lock. Arrays handed out stay valid."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._snap is not None:
-            self._snap.close()
-        self._snap = None
+        """Release the map and, for a writer, the lock. Arrays handed out stay valid;
+        searches running in other threads finish first on the map they hold."""
+        with self._lock:  # after a commit in progress in another thread
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            if self._snap is not None:
+                self._snap.close()
+            self._snap = None
 
     def refresh(self) -> bool:
         """See the newest committed state (another process may have written since this
-        index was opened). Returns True when the state changed."""
-        if self._writer is not None:
-            return False
-        new = self._s.newer()
-        if new is not None:
-            self._snap.close()
-            self._snap = new
-        return new is not None
+        index was opened). Returns True when the state changed. Searches running in
+        other threads finish on the state they began with."""
+        with self._lock:
+            if self._writer is not None:
+                return False
+            old = self._s
+            new = old.newer()
+            if new is None:
+                return False
+            self._snap = new  # before closing the old one: see Index._reading
+        old.close()
+        return True
 
     @property
     def embedder(self):
         """The text model stored in the file (loaded on first use), or None."""
         if self._embedder is None:
-            self._embedder = stored.load(self._s)
+            with self._lock, self._reading() as s:
+                if self._embedder is None:  # not loaded by another thread meanwhile
+                    self._embedder = stored.load(s)
         return self._embedder
 
     def _embed(self, texts: list[str], what: str) -> np.ndarray:
@@ -196,30 +236,31 @@ class Index:
 
     def get(self, ident: Id) -> Record:
         """The stored row with id `ident`; raises `UnknownId` when there is none."""
-        s = self._s
-        row = s.find(check_one_id(ident, s.meta["id_type"], self._path))
-        if row is None:
-            raise UnknownId(f"id {ident!r:.60} is not in {self._path}")
-        return Record(s.ids_of([row])[0], s.vectors([row])[0], s.texts_of([row])[0],
-                      s.metadata_of([row])[0])
+        with self._reading() as s:
+            row = s.find(check_one_id(ident, s.meta["id_type"], self._path))
+            if row is None:
+                raise UnknownId(f"id {ident!r:.60} is not in {self._path}")
+            return Record(s.ids_of([row])[0], s.vectors([row])[0], s.texts_of([row])[0],
+                          s.metadata_of([row])[0])
 
     def ids(self, *, filter: dict | None = None) -> list[Id]:  # noqa: A002
         """Ids of the live rows, in row order (reads every id: O(rows)); with `filter`
         (see `search`), of the live rows whose metadata matches it."""
-        s = self._s
-        if filter is None:
-            return s.ids_of(s.live_rows())
-        rows = [seg.row_start + np.flatnonzero(seg.allow) if seg.allow is not None else
-                seg.row_start + np.arange(info.rows) for seg, info in
-                zip(query_segments(s, filter), s.segments)]
-        return s.ids_of(np.concatenate(rows) if rows else np.zeros(0, np.int64))
+        with self._reading() as s:
+            if filter is None:
+                return s.ids_of(s.live_rows())
+            rows = [seg.row_start + np.flatnonzero(seg.allow) if seg.allow is not None else
+                    seg.row_start + np.arange(info.rows) for seg, info in
+                    zip(query_segments(s, filter), s.segments)]
+            return s.ids_of(np.concatenate(rows) if rows else np.zeros(0, np.int64))
 
     def info(self) -> dict[str, Any]:
         return self._s.info()
 
     def verify(self) -> dict[str, Any]:
         """Check every checksum and structural rule; raises a FormatError on damage."""
-        return self._s.verify()
+        with self._reading() as s:
+            return s.verify()
 
     def search(self, query: Any, k: int = 10, *, filter: dict | None = None,  # noqa: A002
                min_score: float | None = None, m: int | None = None, exact: bool = False,
@@ -247,13 +288,13 @@ class Index:
         text: with a vector you embedded yourself, the query's text (a list of them for a
         batch of vectors): searched by BM25 too, so the default mode becomes hybrid on an
         index with postings."""
-        s = self._s
         k = check_k(k)
-        stored.check(embedder, s)
-        query, texts, single = query_inputs(s, query, mode, text, self._embed)
-        return run_query(s, query, texts=texts, mode=mode, k=k, filter=filter,
-                         min_score=min_score, m=m, exact=exact, rescore_f16=rescore_f16,
-                         threads=threads, single=single, alpha=alpha)
+        with self._reading() as s:
+            stored.check(embedder, s)
+            query, texts, single = query_inputs(s, query, mode, text, self._embed)
+            return run_query(s, query, texts=texts, mode=mode, k=k, filter=filter,
+                             min_score=min_score, m=m, exact=exact, rescore_f16=rescore_f16,
+                             threads=threads, single=single, alpha=alpha)
 
     def add(self, vectors: Any = None, *, ids: Sequence[Id] | None = None,
             texts: Sequence[str] | None = None,
@@ -277,19 +318,22 @@ class Index:
             vectors = self._embed(texts, "add(texts=...) without vectors")
         else:
             stored.check(embedder, w.snapshot)
-        encoded = batch.encode(w.snapshot, vectors, ids=ids, texts=texts, metadata=metadata,
-                               replace=replace)
-        if encoded.rows:
-            w.commit(encoded.pending, segment_rows=encoded.rows, meta=encoded.meta)
+        with self._lock:  # from the state read to its commit: writes take turns
+            w = self._w()
+            encoded = batch.encode(w.snapshot, vectors, ids=ids, texts=texts,
+                                   metadata=metadata, replace=replace)
+            if encoded.rows:
+                w.commit(encoded.pending, segment_rows=encoded.rows, meta=encoded.meta)
         return list(encoded.ids)
 
     def delete(self, ids: Iterable[Id]) -> int:
         """Delete rows by id as one atomic commit; returns how many were deleted.
         An id that is not live raises `UnknownId` and nothing is deleted."""
-        w = self._w()
-        pending, count = batch.tombstones(w.snapshot, ids)
-        if count:
-            w.commit(pending, segment_rows=None)
+        with self._lock:
+            w = self._w()
+            pending, count = batch.tombstones(w.snapshot, ids)
+            if count:
+                w.commit(pending, segment_rows=None)
         return count
 
     def calibrate(self, *, target: float = 0.95, k: int = 10, sample_rows: int = 50_000,
@@ -297,10 +341,12 @@ class Index:
         """Measure recall@k against exact search on a seeded sample of live rows, with
         `queries` queries made from them (edgevec.calibration), and store the smallest m
         that reaches `target`. Returns {"m", "reached", "recall_by_m", "sample_rows"}."""
-        w = self._w()
-        change, report = batch.measure_m(w.snapshot, target=target, k=k, queries=queries,
-                                         sample_rows=sample_rows, seed=seed)
-        w.commit([], segment_rows=None, meta=change)
+        with self._lock:
+            w = self._w()
+            change, report = batch.measure_m(w.snapshot, target=target, k=k,
+                                             queries=queries, sample_rows=sample_rows,
+                                             seed=seed)
+            w.commit([], segment_rows=None, meta=change)
         return report
 
     def compact(self, *, lexical: Any = None, progress: bool = False) -> dict[str, int]:
@@ -309,20 +355,21 @@ class Index:
         indexes the stored texts for lexical and hybrid search, False drops the postings;
         None keeps what the index has. BM25 and fusion settings stored in the file carry
         over. `progress`: draw the megabytes written, rate and ETA on stderr."""
-        w = self._w()
-        before = os.path.getsize(self._path)
-        s = w.snapshot
-        meta = dict(s.meta, rows=0, deleted=0)
-        if lexical is not None:
-            meta["lexical"] = batch.lexical_meta(lexical, keep=s.meta.get("lexical"))
-        pending, total = batch.compaction(s, meta.get("lexical"))
-        size = sum(int(np.prod(p.shape)) * np.dtype(p.dtype).itemsize for p in pending)
-        unit, scale = ("MB", 1e6) if size >= 10e6 else ("kB", 1e3)
-        with Progress("compacted", size, unit, enabled=progress, scale=scale) as shown:
-            w.replace_with(meta, [_counted(p, shown) for p in pending] if progress else
-                           pending, total if total else None)
-        return {"bytes_before": before, "bytes_after": os.path.getsize(self._path),
-                "rows": total}
+        with self._lock:
+            w = self._w()
+            before = os.path.getsize(self._path)
+            s = w.snapshot
+            meta = dict(s.meta, rows=0, deleted=0)
+            if lexical is not None:
+                meta["lexical"] = batch.lexical_meta(lexical, keep=s.meta.get("lexical"))
+            pending, total = batch.compaction(s, meta.get("lexical"))
+            size = sum(int(np.prod(p.shape)) * np.dtype(p.dtype).itemsize for p in pending)
+            unit, scale = ("MB", 1e6) if size >= 10e6 else ("kB", 1e3)
+            with Progress("compacted", size, unit, enabled=progress, scale=scale) as shown:
+                w.replace_with(meta, [_counted(p, shown) for p in pending] if progress else
+                               pending, total if total else None)
+            after = os.path.getsize(self._path)
+        return {"bytes_before": before, "bytes_after": after, "rows": total}
 
 
 def query_inputs(s: Snapshot, query: Any, mode: str | None, text: Any, embed

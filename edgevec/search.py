@@ -15,6 +15,7 @@ these scans is edgevec.funnel.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,18 +79,49 @@ def check_mask(allow, n: int) -> np.ndarray:
 
 @contextmanager
 def threads_for(threads: int | None):
-    """Run kernels on `threads` threads (Numba's setting is per calling thread; restored)."""
+    """Run parallel kernels on `threads` threads (Numba's setting is per calling thread;
+    restored), and launch them one at a time where Numba's threading layer cannot take
+    launches from several threads at once (see concurrent_launches)."""
     import numba
-    if check_threads(threads) is None:
-        yield numba.get_num_threads()
-        return
-    threads = min(check_threads(threads), numba.config.NUMBA_NUM_THREADS)
+    threads = check_threads(threads)
+    if threads is not None:
+        threads = min(threads, numba.config.NUMBA_NUM_THREADS)
     old = numba.get_num_threads()
-    numba.set_num_threads(threads)
+    if threads is None:
+        threads = old
+    elif threads != old:
+        numba.set_num_threads(threads)
     try:
-        yield threads
+        if concurrent_launches():
+            yield threads
+        else:
+            with _LAUNCH_LOCK:
+                yield threads
     finally:
-        numba.set_num_threads(old)
+        if threads != old:
+            numba.set_num_threads(old)
+
+
+_LAUNCH_LOCK = threading.Lock()
+_LAYER: list[str] = []  # Numba's threading layer, once a parallel kernel has chosen it
+
+
+def concurrent_launches() -> bool:
+    """Whether parallel kernels may be entered by several threads at once. The kernels
+    release the GIL (edgevec.kernels), and Numba's "tbb" and "omp" threading layers take
+    concurrent launches; its "workqueue" layer (the fallback when neither TBB nor an
+    OpenMP runtime is installed, as in a plain pip install on macOS) aborts the process
+    when two threads enter it at once. Until the first parallel kernel has run, the
+    layer is not chosen yet: False then too."""
+    if not _LAYER:
+        import numba
+        if numba.config.DISABLE_JIT:
+            return True  # plain Python: nothing parallel to enter
+        try:
+            _LAYER.append(numba.threading_layer())
+        except ValueError:  # not chosen yet
+            return False
+    return _LAYER[0] in ("tbb", "omp")
 
 
 def _blocks(threads: int, n: int) -> int:
@@ -111,6 +143,8 @@ class ScanEngine:
     the best cost. Scans too large for NumPy to be worth it, batches and full int8 scans go
     to Numba at once. Both give the same rows in the same order (exact integer distances,
     ties by lower row). `mode` ("auto", "numba" or "numpy") comes from $EDGEVEC_SCAN.
+    Threads share the one ENGINE and update it without a lock: a lost update of
+    `numpy_seconds` only delays the switch, and either engine gives the same answer.
     """
 
     NUMBA_LOAD_SECONDS = 0.5
@@ -290,10 +324,17 @@ def dot_i8_rescore(codes: np.ndarray, qq: QuantQuery, rows: np.ndarray) -> np.nd
         from .kernels.dot_i8 import dot_i8_rescore_batch as kernel
         out = np.empty(r2.shape, dtype=np.int32)
         if r2.size:
-            kernel(codes, q2, r2, out)
+            with threads_for(_rescore_threads(len(r2))):
+                kernel(codes, q2, r2, out)
     else:  # a few hundred candidate rows: not worth loading Numba for (see ScanEngine)
         out = np.einsum("qmd,qd->qm", codes[r2].astype(np.int32), q2.astype(np.int32))
     return qq.scores(out if batch else out[0])
+
+
+def _rescore_threads(nq: int) -> int | None:
+    """The rescoring kernels run parallel over queries: one query needs one thread (a
+    team of more would only wait)."""
+    return 1 if nq == 1 else None
 
 
 F8_QUERY_MAX = (1 << 20) - 1  # query integers: at most 20 bits (fewer if d is huge)
@@ -328,7 +369,8 @@ def dot_f8_rescore(codes: np.ndarray, kind: str, scale: np.ndarray, queries: np.
     if ENGINE.numba_loaded or ENGINE.mode == "numba" or r2.size * codes.shape[1] > 1 << 22:
         from .kernels.dot_i8 import dot_f8_rescore_batch as kernel
         if r2.size:
-            kernel(codes, table, qi, r2, out)
+            with threads_for(_rescore_threads(len(r2))):
+                kernel(codes, table, qi, r2, out)
     else:  # a few hundred candidate rows: not worth loading Numba for (see ScanEngine)
         out = np.einsum("qmd,qd->qm", table[codes[r2]], qi)
     scores = out.astype(np.float64) * (step[:, None] * 2.0 ** -shift)
@@ -468,6 +510,7 @@ def best_k(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np
         top_s, top_r = best_k(scores[None, :], rows[None, :], k)
         return top_s[0], top_r[0]
     kk = min(k, scores.shape[1])
+    at = np.arange(len(scores))[:, None]  # plain indexing: take_along_axis cost 2x here
     if rows.size and 0 <= rows.min() and rows.max() < 1 << 32:
         # one uint64 key per candidate, smaller = better: the score's bits in an order
         # that follows the float order (reversed), then the row
@@ -476,15 +519,12 @@ def best_k(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np
         key = (order.astype(np.uint64) << np.uint64(32)) | rows.astype(np.uint64)
         if kk < key.shape[1]:
             part = np.argpartition(key, kk - 1, axis=1)[:, :kk]
-            key_part = np.take_along_axis(key, part, axis=1)
+            pick = part[at, np.argsort(key[at, part], axis=1, kind="stable")]
         else:
-            part, key_part = None, key
-        pick = np.argsort(key_part, axis=1, kind="stable")
-        if part is not None:
-            pick = np.take_along_axis(part, pick, axis=1)
+            pick = np.argsort(key, axis=1, kind="stable")
     else:
         pick = np.lexsort((rows, -scores), axis=1)[:, :kk]
-    return np.take_along_axis(scores, pick, axis=1), np.take_along_axis(rows, pick, axis=1)
+    return scores[at, pick], rows[at, pick]
 
 
 def exact_topk_f16(vectors: np.ndarray, query: np.ndarray, k: int, *,

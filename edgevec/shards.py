@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -111,11 +112,12 @@ class ShardSet:
         are global: a shard's rows follow those of the shards before it."""
         k = check_k(k)
         first = self._shards[0]
-        query, texts, single = query_inputs(first._s, query, mode, text, first._embed)
-        return run_query([s._s for s in self._shards], query, texts=texts, mode=mode, k=k,
-                         filter=filter, min_score=min_score, m=m, exact=exact,
-                         rescore_f16=rescore_f16, threads=threads, single=single,
-                         alpha=alpha)
+        with ExitStack() as held:  # each shard's state held to the end (Index._reading)
+            snaps = [held.enter_context(s._reading()) for s in self._shards]
+            query, texts, single = query_inputs(snaps[0], query, mode, text, first._embed)
+            return run_query(snaps, query, texts=texts, mode=mode, k=k, filter=filter,
+                             min_score=min_score, m=m, exact=exact, rescore_f16=rescore_f16,
+                             threads=threads, single=single, alpha=alpha)
 
     def get(self, ident: Any) -> Record:
         for s in self._shards:

@@ -236,6 +236,13 @@ def test_kernels_run_without_jit(tmp_path):
         "qq = search.quantize_query(x[0], cal)\n"
         "s, r = search.dot_i8_topk(codes, qq, 6)\n"
         "assert (r == ref.dot_i8_topk(codes, qq.q, 6)[1]).all()\n"
+        "from edgevec.kernels.bm25 import find_terms\n"
+        "from edgevec.storage.strings import encode_table\n"
+        "off, data = encode_table(['a', 'ab', 'b'])\n"
+        "out = np.empty(3, np.int64)\n"
+        "keys = np.frombuffer(b'abzb', np.uint8)\n"
+        "assert find_terms(off, data, keys, np.array([0, 2, 3, 4]), out) == 0\n"
+        "assert out.tolist() == [1, -1, 2]\n"
         "print('ok')\n")
     env = dict(os.environ, NUMBA_DISABLE_JIT="1", EDGEVEC_SCAN="numba")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)

@@ -323,13 +323,20 @@ def test_numpy_and_numba_bm25_give_the_same_rows_and_scores(monkeypatch):
     rng = np.random.default_rng(11)
     vocab = [f"v{i}" for i in range(300)]
     docs = [list(rng.choice(vocab, size=rng.integers(0, 200))) for _ in range(2000)]
+    from edgevec.storage.strings import StringTable, encode_table
     p = Postings.build(docs)
-    queries = [list(rng.choice(vocab, 4)) for _ in range(5)]
+    # as read from a file: a string table of terms (looked up by the kernel under Numba)
+    read = Postings(StringTable(*encode_table(p.terms)), p.df, p.offsets, p.data, p.norms,
+                    p.totals)
+    queries = [list(rng.choice(vocab, 4)) + ["absent"] for _ in range(5)]
     got = {}
     for engine in ("numba", "numpy"):
         monkeypatch.setattr(search.ENGINE, "mode", engine)
         got[engine] = [bm25.search([p], q, 50) for q in queries]
+        got[engine + " file"] = [bm25.search([read, p], q, 50) for q in queries]
     for (s1, r1), (s2, r2) in zip(got["numba"], got["numpy"]):
+        assert np.array_equal(r1, r2) and np.array_equal(s1, s2)
+    for (s1, r1), (s2, r2) in zip(got["numba file"], got["numpy file"]):
         assert np.array_equal(r1, r2) and np.array_equal(s1, s2)
 
 
@@ -400,3 +407,30 @@ def test_compiled_scan_grows_its_tables_on_many_distinct_tokens():
     got, want = a.postings(texts), a.postings(texts, compiled=False)
     assert len(got.terms) == 100_001 and got.terms == want.terms
     np.testing.assert_array_equal(got.data, want.data)
+
+
+def test_term_lookup_kernel_finds_what_the_python_binary_search_finds():
+    """A query's terms are looked up in each segment's term table by a kernel (the Python
+    binary search cost ~15 us a term: most of a small lexical query): the same index or
+    -1 for every term, on odd tables (empty, one term, prefixes, non-ASCII, past the
+    ends); a damaged offset is a StringTableError, not a read out of bounds."""
+    from edgevec.kernels.bm25 import find_terms
+    from edgevec.storage.strings import StringTable, encode_table
+    rng = np.random.default_rng(3)
+    words = sorted({"".join(rng.choice(list("abcé"), size=rng.integers(1, 6)))
+                    for _ in range(300)} | {"ab", "abc", "abcd", "z" * 30},
+                   key=lambda w: w.encode("utf-8"))
+    queries = words[::7] + ["", "a", "abcdx", "b" * 9, "zz", "é", "\u4e2d", "z" * 31]
+    for table_words in ([], ["only"], words):
+        offsets, data = encode_table(table_words)
+        table = StringTable(offsets, data)
+        raw = [q.encode("utf-8") for q in queries]
+        ends = np.cumsum([0] + [len(r) for r in raw]).astype(np.int64)
+        out = np.empty(len(raw), np.int64)
+        assert find_terms(offsets, data, np.frombuffer(b"".join(raw), np.uint8), ends, out) == 0
+        want = [Postings(table, *[np.zeros(0)] * 5).find(q) for q in queries]
+        assert out.tolist() == want
+    bad = offsets.copy()
+    bad[len(bad) // 2] = 2**63 + 5
+    assert find_terms(bad, data, np.frombuffer(b"ab", np.uint8), np.array([0, 2]),
+                      np.empty(1, np.int64)) == -1

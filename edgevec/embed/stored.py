@@ -45,7 +45,7 @@ def load(snap: Snapshot) -> Embedder | None:
     recorded = snap.meta.get("embedder")
     if not recorded:
         return None
-    files = {name[len(PREFIX):]: (lambda n=name: snap.blob(n)) if name.endswith(".onnx")
+    files = {name[len(PREFIX):]: _later(snap, name) if name.endswith(".onnx")
              else snap.blob(name) for name in snap.blob_names() if name.startswith(PREFIX)}
     embedder = Embedder.from_files(files, source=f"{snap.path} (stored model)",
                                    model_sha256=recorded.get("sha256"))
@@ -57,6 +57,22 @@ def load(snap: Snapshot) -> Embedder | None:
         raise ModelMismatch(f"{snap.path}: the stored model does not match the identity "
                             "recorded in the header; the file is damaged")
     return embedder
+
+
+def _later(snap: Snapshot, name: str):
+    """A reader of blob `name` for when the embedder needs it (its cache misses), which
+    may be long after `snap` was closed (a refresh or a commit replaced it): then it
+    reads the file's current state, whose bytes the embedder checks against the sha256
+    `snap` recorded (a changed model is a ModelError, never a silent swap)."""
+    def read() -> bytes | None:
+        if snap.acquire():
+            try:
+                return snap.blob(name)
+            finally:
+                snap.release()
+        with Snapshot(snap.path) as now:
+            return now.blob(name)
+    return read
 
 
 def check(embedder: Any, snap: Snapshot) -> None:

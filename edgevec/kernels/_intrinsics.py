@@ -33,7 +33,7 @@ else:
         return sig, codegen
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def block_bounds(b, nblocks, n):
     """Rows [lo, hi) of block b when n rows are cut into nblocks near-equal blocks."""
     size = (n + nblocks - 1) // nblocks

@@ -22,7 +22,7 @@ from numba import njit
 from .topk import heap_replace_top, score_key
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _varint(data, pos, end):
     """(value, next position), or (-1, -1) when the value runs past `end` or 63 bits."""
     value = np.int64(0)
@@ -39,7 +39,7 @@ def _varint(data, pos, end):
     return np.int64(-1), -1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _accumulate(data, offsets, terms, weights, norms, denom, acc, touched):
     """Term at a time into acc -> (rows touched, listed in touched[:count]; False when
     the postings are damaged)."""
@@ -98,7 +98,7 @@ def bm25_topk(data, offsets, terms, weights, norms, denom, acc, acc_bits, touche
     return count if sound else -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def check_postings(data, offsets, df, lengths):
     """Decode every posting of a segment (verify): 0 when sound, else 1 + the index of the
     first bad term (offsets out of order or past the data, a value running past its
@@ -130,4 +130,52 @@ def check_postings(data, offsets, df, lengths):
             count += 1
         if count != np.int64(df[t]):
             return t + 1
+    return 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _compare(data, a, b, keys, ka, kb):
+    """Sign of data[a:b] - keys[ka:kb], compared as byte strings."""
+    for j in range(min(b - a, kb - ka)):
+        x = data[a + j]
+        y = keys[ka + j]
+        if x != y:
+            return -1 if x < y else 1
+    if b - a == kb - ka:
+        return 0
+    return 1 if b - a > kb - ka else -1  # the shorter, a prefix of the other, first
+
+
+@njit(cache=True, nogil=True)
+def find_terms(offsets, data, keys, key_offsets, out):
+    """A term table sorted by its UTF-8 bytes (offsets uint64[T + 1], data uint8), query
+    terms as bytes keys uint8 with key_offsets int64[q + 1] -> out int64[q]: each term's
+    index in the table, or -1 (a binary search per term). Returns 0, or -1 when an offset
+    it reads is out of order or past the data (a damaged table): out is not complete
+    then."""
+    n = data.shape[0]
+    count = offsets.shape[0] - 1
+    for i in range(out.shape[0]):
+        ka = key_offsets[i]
+        kb = key_offsets[i + 1]
+        lo = 0
+        hi = count
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            a = np.int64(offsets[mid])  # an offset of 2**63 or more turns negative here
+            b = np.int64(offsets[mid + 1])
+            if a < 0 or a > b or b > n:
+                return -1
+            if _compare(data, a, b, keys, ka, kb) < 0:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[i] = -1
+        if lo < count:
+            a = np.int64(offsets[lo])
+            b = np.int64(offsets[lo + 1])
+            if a < 0 or a > b or b > n:
+                return -1
+            if _compare(data, a, b, keys, ka, kb) == 0:
+                out[i] = lo
     return 0

@@ -15,7 +15,7 @@ from ._intrinsics import block_bounds
 from .topk import heap_replace_top, score_key
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def dot_i8_row(codes, i, q, d):
     acc = np.int32(0)
     for j in range(d):
@@ -23,7 +23,7 @@ def dot_i8_row(codes, i, q, d):
     return acc
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def dot_i8_rescore_batch(codes, q, rows, out):
     """codes int8[n, d], q int16[nq, d], rows int64[nq, m] (each < n) -> out int32[nq, m]:
     each query's own candidate rows, queries in parallel (one query: nq = 1)."""
@@ -34,7 +34,7 @@ def dot_i8_rescore_batch(codes, q, rows, out):
             out[i, r] = dot_i8_row(codes, rows[i, r], qi, d)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def dot_i8_topk(codes, q, allow, heaps):
     """Full scan: codes int8[n, d], q int16[d], allow uint8[n] or [0] -> heaps
     int64[nchunks, k] of the best score keys per chunk (filled with KEY_NONE by the
@@ -53,7 +53,7 @@ def dot_i8_topk(codes, q, allow, heaps):
                 heap_replace_top(heap, key)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def dot_f8_rescore_batch(codes, table, q, rows, out):
     """codes uint8[n, d] float8 codes, table int64[256] (codecs.float8_int_table), q
     int64[nq, d], rows int64[nq, m] (each < n) -> out int64[nq, m]: exact integer dot

@@ -38,7 +38,7 @@ from .topk import hamming_key, heap_replace_top, select_smallest
 BATCH_BLOCK = 256
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def hamming_row(codes, i, q, w):
     acc = 0
     for j in range(w):
@@ -46,7 +46,7 @@ def hamming_row(codes, i, q, w):
     return acc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _offer(heap, d, row, thr):
     """Offer one row at distance d; returns the (possibly lower) distance threshold."""
     if d <= thr:
@@ -57,7 +57,7 @@ def _offer(heap, d, row, thr):
     return thr
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def hamming_topk(codes, q, width, allow, heaps):
     """codes uint64[n, w], q uint64[w], width = (0,) * w, allow uint8[n] or [0] -> heaps
     int64[nchunks, k] of the best keys per chunk (filled with KEY_NONE by the caller)."""
@@ -78,7 +78,7 @@ def hamming_topk(codes, q, width, allow, heaps):
                 thr = _offer(heap, hamming_row(codes, i, q, w), i, thr)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _collect_block(buf, count, thr, q, acc, m, b0, k):
     """Append rows b0..b0+m with distance below query q's threshold thr[q] to its buffer
     buf[q] (2k keys); a full buffer keeps its k smallest keys, and the k-th of them sets
@@ -109,7 +109,7 @@ def _collect_block(buf, count, thr, q, acc, m, b0, k):
     thr[q] = t
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def hamming_topk_batch(codes, queries, width, allow, heaps):
     """codes uint64[n, w], queries uint64[nq, w], width = (0,) * w -> heaps
     int64[nchunks, nq, k] of the best keys per chunk of rows, unordered (filled with

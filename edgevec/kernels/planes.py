@@ -24,7 +24,7 @@ from ._intrinsics import block_bounds, popcount64
 from .topk import heap_replace_top, score_key
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def ordered_bits(x):
     """The bits of float32 x as an int32 that orders like x (no NaN here)."""
     cell = np.empty(1, dtype=np.float32)
@@ -33,7 +33,7 @@ def ordered_bits(x):
     return i ^ np.int32(0x7FFFFFFF) if i < 0 else i
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def plane_score(codes, scales, i, qcodes, qscales, q, dim):
     """float64 score of row i against query q (see the module docstring)."""
     b = codes.shape[1]

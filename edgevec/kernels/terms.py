@@ -24,12 +24,12 @@ _FINAL_SALT = np.uint64(0x9E3779B97F4A7C15)
 _EMPTY = -1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _is_word(b):
     return (97 <= b <= 122) or (48 <= b <= 57) or b == 95  # a-z 0-9 _ (lowercased text)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _grow(slots, slot_hash):
     """The table twice the size, holding the same ids (rehashed)."""
     bigger = np.full(len(slots) * 2, _EMPTY, dtype=np.int32)
@@ -45,7 +45,7 @@ def _grow(slots, slot_hash):
     return bigger, bigger_hash
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _scan_rows(buf, starts, final, max_bytes, sep, r, tok_term, tok_row, n_tok, arena,
                t_off, t_final, n_terms, slots, slot_hash):
     """Tokens of rows r, r + 1, ... while the arrays have room for a whole row -> (the
@@ -112,14 +112,14 @@ def _scan_rows(buf, starts, final, max_bytes, sep, r, tok_term, tok_row, n_tok, 
     return r, n_tok, n_terms
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _bigger(a, size):
     out = np.zeros(size, dtype=a.dtype)
     out[:len(a)] = a
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def scan_terms(buf, starts, final, max_bytes):
     """buf uint8[bytes], starts int64[n + 1] (row r is buf[starts[r]:starts[r + 1]]),
     final bool[n], max_bytes int -> (token ids int32[tokens], rows int32[tokens], the
@@ -163,7 +163,7 @@ def scan_terms(buf, starts, final, max_bytes):
             t_off[:n_terms + 1].copy(), t_final[:n_terms].copy())
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _put_varint(out, pos, v):
     while v >= 128:
         out[pos] = np.uint8((v & 127) | 128)
@@ -173,7 +173,7 @@ def _put_varint(out, pos, v):
     return pos + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def postings_of(tok_term, tok_row, remap, n_rows, n_terms):
     """Tokens (ids, rows ascending) and remap int64[ids] -> term index in [0, n_terms) or
     -1 (dropped) -> (df uint32[n_terms], offsets uint64[n_terms + 1], data uint8[bytes],
@@ -228,7 +228,7 @@ def postings_of(tok_term, tok_row, remap, n_rows, n_terms):
     return df.astype(np.uint32), offsets, data[:pos].copy(), lengths
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sort_keys(arena, offsets, words):
     """uint64 [words, T]: each token's first 8 * words bytes as big-endian words, zero
     padded (tokens hold no zero byte, so the keys sort like the bytes: np.lexsort)."""
@@ -242,7 +242,7 @@ def sort_keys(arena, offsets, words):
     return keys
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def gather(arena, offsets, ids):
     """The bytes of tokens `ids`, each followed by a newline."""
     size = 0

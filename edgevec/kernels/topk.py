@@ -15,17 +15,17 @@ from numba import njit
 from ._intrinsics import ROW_BITS, ROW_MASK, SCORE_BIAS
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def hamming_key(d, row):
     return (np.int64(d) << ROW_BITS) | np.int64(row)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def score_key(s, row):
     return ((SCORE_BIAS - np.int64(s)) << ROW_BITS) | np.int64(row)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def heap_replace_top(heap, key):
     """Replace the largest key of max-heap `heap` (int64[k]) by `key` and restore order."""
     k = heap.shape[0]
@@ -45,7 +45,7 @@ def heap_replace_top(heap, key):
     heap[i] = key
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def select_smallest(buf, n, k):
     """Move the k smallest of the distinct keys buf[:n] into buf[:k] (in no order), in
     place (quickselect, middle-of-three pivots); returns the largest of them."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import unicodedata
 from collections.abc import Sequence
 from typing import Any
@@ -44,6 +45,9 @@ STOP_WORDS = {
         than that the their them then there these they this those to us was we were what
         when where which who will with would you your""".split()),
 }
+
+
+_MADE = threading.local()  # the analyzers each thread made, by settings (from_settings)
 
 
 class Analyzer:
@@ -79,13 +83,23 @@ class Analyzer:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> "Analyzer":
-        """The analyzer an index was built with; a file from a newer analyzer is refused."""
+        """The analyzer an index was built with; a file from a newer analyzer is refused.
+        Every query asks for one: each thread keeps those it made (making one costs more
+        than analyzing a query, and a Snowball stemmer must not be shared by threads)."""
         if not isinstance(settings, dict) or settings.get("version") != ANALYZER_VERSION \
                 or settings.get("max_token_bytes") != MAX_TOKEN_BYTES:
             raise EdgevecError(f"the index's text analyzer {settings!r:.120} is not one this "
                                f"edgevec knows (analyzer version {ANALYZER_VERSION}); upgrade "
                                "edgevec to query it lexically")
-        return cls(stop_words=settings.get("stop_words"), stemmer=settings.get("stemmer"))
+        key = (settings.get("stop_words"), settings.get("stemmer"))
+        if not all(v is None or isinstance(v, str) for v in key):
+            return cls(stop_words=key[0], stemmer=key[1])  # raises the error that says so
+        made = _MADE.__dict__.setdefault("analyzers", {})
+        if key not in made:
+            if len(made) >= 64:  # settings from many files: keep the table small
+                made.clear()
+            made[key] = cls(stop_words=key[0], stemmer=key[1])
+        return made[key]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Analyzer) and self.settings() == other.settings()

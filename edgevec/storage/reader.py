@@ -12,6 +12,7 @@ import json
 import mmap
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,8 +100,9 @@ class Header:
 
 def read_header(fd: int, path) -> Header:
     """Rules F1-F7: preamble, slots, committed length against the file size."""
-    size = os.fstat(fd).st_size
     raw = pread_exact(fd, DATA_START, 0)
+    # the size after the slots: a writer appends a commit's bytes before its slot
+    size = os.fstat(fd).st_size
     preamble = parse_preamble(raw, path)
     if size < DATA_START:
         raise TruncatedFile(f"file is {size} bytes, shorter than the {DATA_START}-byte header",
@@ -259,7 +261,41 @@ class Snapshot:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # --- readers in threads: a snapshot is unmapped once, after its last reader ----------
+
+    # One lock for every snapshot's count: it guards a few integer updates per read.
+    _HOLD = threading.Lock()
+    _readers = 0
+    _closed = False
+
+    def acquire(self) -> bool:
+        """Hold the map open for one read (release() ends it): False once the snapshot is
+        closed. A reader holding it may go on reading after another thread closes it (a
+        refresh, a commit, Index.close swaps in another snapshot): the map is released
+        by whoever lets go of it last."""
+        with Snapshot._HOLD:
+            if self._closed:
+                return False
+            self._readers += 1
+            return True
+
+    def release(self) -> None:
+        """End a read begun by a successful acquire()."""
+        with Snapshot._HOLD:
+            self._readers -= 1
+            last = self._closed and self._readers == 0
+        if last:
+            self._unmap()
+
     def close(self) -> None:
+        """Release the map now, or when the last reader holding it (acquire) lets go."""
+        with Snapshot._HOLD:
+            self._closed = True
+            last = self._readers == 0
+        if last:
+            self._unmap()
+
+    def _unmap(self) -> None:
         self._views.clear()
         self._deleted = None
         try:
@@ -485,8 +521,7 @@ class Snapshot:
             if self.meta["id_type"] == "int":
                 values = self.segment_array("ids.int", g)[local].tolist()
             else:
-                table = self.table("ids", g)
-                values = [table.get(i) for i in local.tolist()]
+                values = self.table("ids", g).get_many(local)
             for p, v in zip(pos.tolist(), values):
                 out[p] = v
         return out
@@ -505,8 +540,8 @@ class Snapshot:
         for g, pos, local in groups:
             table = self.table(prefix, g)
             if table is not None:
-                for p, i in zip(pos.tolist(), local.tolist()):
-                    out[p] = convert(table.get(i), g, i)
+                for p, i, raw in zip(pos.tolist(), local.tolist(), table.get_many(local)):
+                    out[p] = convert(raw, g, i)
         return out
 
     def _parse_metadata(self, raw: str, seg: int, local: int) -> dict[str, Any] | None:

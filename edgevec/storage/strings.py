@@ -54,6 +54,24 @@ class StringTable:
         except UnicodeDecodeError as exc:
             raise self._bad(f"string {i} is not valid UTF-8 ({exc.reason})") from None
 
+    def get_many(self, indexes: np.ndarray) -> list[str]:
+        """Strings `indexes` (int64, each in [0, len)), as get() reads them one by one
+        (the same checks and errors) at a fraction of its cost per string: what a search
+        pays to read its hits' ids, texts and metadata."""
+        idx = np.asarray(indexes, dtype=np.int64)
+        starts = self.offsets[idx].tolist()
+        ends = self.offsets[idx + 1].tolist()
+        data, size = self.data, len(self.data)
+        out = []
+        for i, a, b in zip(idx.tolist(), starts, ends):
+            if not a <= b <= size:
+                self.get_bytes_range(i)  # raises the error that says so
+            try:
+                out.append(data[a:b].tobytes().decode("utf-8"))
+            except UnicodeDecodeError:
+                self.get(i)  # raises the error that says so
+        return out
+
     def get_bytes_range(self, i: int) -> tuple[int, int]:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         if not a <= b <= len(self.data):

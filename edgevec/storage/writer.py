@@ -239,8 +239,7 @@ class Writer:
         except (OSError, EdgevecError):
             pass
         try:
-            self.snapshot.close()
-            self.snapshot = Snapshot(self.path, inode=self._inode())
+            self._swap(Snapshot(self.path, inode=self._inode()))
         except Exception:  # noqa: BLE001 - the original error is the one to report
             pass
         reason = exc.strerror or str(exc)
@@ -272,10 +271,15 @@ class Writer:
         return self._refresh()
 
     def _refresh(self) -> Snapshot:
-        old = self.snapshot
-        self.snapshot = Snapshot(self.path, inode=self._inode())
+        return self._swap(Snapshot(self.path, inode=self._inode()))
+
+    def _swap(self, new: Snapshot) -> Snapshot:
+        """Make `new` the writer's snapshot, then close the old one: in that order, so a
+        reader in another thread that finds the old one closed finds `new` in its place
+        (Snapshot.acquire); one still reading the old one finishes on it."""
+        old, self.snapshot = self.snapshot, new
         old.close()
-        return self.snapshot
+        return new
 
     def replace_with(self, directory_meta: dict, pending: list[Pending],
                      segment_rows: int | None) -> Snapshot:
@@ -304,7 +308,5 @@ class Writer:
                 os.unlink(tmp)
             raise
         old_fd, self.fd = self.fd, fd
-        self.snapshot.close()
         os.close(old_fd)
-        self.snapshot = Snapshot(self.path, inode=self._inode())
-        return self.snapshot
+        return self._swap(Snapshot(self.path, inode=self._inode()))
