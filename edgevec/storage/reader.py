@@ -99,7 +99,8 @@ class Header:
 
 
 def read_header(fd: int, path) -> Header:
-    """Rules F1-F7: preamble, slots, committed length against the file size."""
+    """Rules F1-F7 and F9: preamble, slots, committed length against the file size, the
+    directory's length against its limit."""
     raw = pread_exact(fd, DATA_START, 0)
     # the size after the slots: a writer appends a commit's bytes before its slot
     size = os.fstat(fd).st_size
