@@ -198,9 +198,11 @@ TOKENIZERS = {
     "backreference": (lambda: tokenizer_json(pre_tokenizer={
         "type": "Split", "pattern": {"Regex": r"(\w)\1"}, "behavior": "Isolated",
         "invert": False}), UnsafeModel, "backreference"),
+    # unreadable files: the library's parser refuses them (it bounds nesting itself)
     "nested 100,000 deep": (lambda: b'{"model": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
-                            UnsafeModel, "nest"),
-    "not JSON": (lambda: b"\x00\x01", UnsafeModel, "JSON"),
+                            ModelError, "cannot be read"),
+    "not JSON": (lambda: b"\x00\x01", ModelError, "cannot be read"),
+    "not UTF-8": (lambda: b'{"x": "\xff"}', ModelError, "cannot be read"),
 }
 
 CONFIGS = {
@@ -322,6 +324,14 @@ def test_hostile_tokenizers_are_refused(sandbox, case):
         text_query(planted_index(sandbox / "t.edgevec", benign(), tok=tok))
     assert type(info.value) is error
     assert cache_is_empty(sandbox)
+
+
+def test_a_vocabulary_over_the_cap_is_refused(sandbox, monkeypatch):
+    """The cap (1,000,000 entries with the added tokens) lowered to the corpus's size."""
+    from edgevec.embed import tokenizer_gate
+    monkeypatch.setattr(tokenizer_gate, "MAX_VOCAB", VOCAB - 1)
+    with pytest.raises(UnsafeModel, match=f"vocabulary: {VOCAB} entries is over {VOCAB - 1}"):
+        edgevec.Embedder.load(str(write_dir(sandbox / "v", benign())))
 
 
 @pytest.mark.parametrize("case", sorted(CONFIGS))

@@ -22,7 +22,7 @@ from ..fileio import sha256_bytes
 from ..progress import Progress
 from .config import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, ModelConfig
 from .session import create_session
-from .tokenizer_gate import CHARS_PER_TOKEN, MAX_TOKENIZER_BYTES, check_tokenizer
+from .tokenizer_gate import CHARS_PER_TOKEN, MAX_TOKENIZER_BYTES, load_tokenizer
 
 __all__ = ["CONFIG_FILE", "MODEL_FILE", "TOKENIZER_FILE", "Embedder", "ModelConfig",
            "ModelError", "sha256_bytes"]  # the names models.py and older code import here
@@ -143,7 +143,7 @@ class Embedder:
         Scan, If and functions."""
         try:
             import onnxruntime  # noqa: F401 - imported here for the clear error below
-            from tokenizers import Tokenizer
+            import tokenizers  # noqa: F401
         except ImportError as exc:  # pragma: no cover - both are runtime dependencies
             raise ModelError(f"text embedding needs onnxruntime and tokenizers: {exc}; "
                              "pip install onnxruntime tokenizers") from None
@@ -165,16 +165,14 @@ class Embedder:
             raise InvalidInput(f"allow_control_flow must be True or False, got "
                                f"{allow_control_flow!r:.40}")
         self._allow_control_flow = allow_control_flow
-        check_tokenizer(tokenizer_json, source)
+        tok = load_tokenizer(tokenizer_json, source)
         try:
-            tok = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
             tok.no_padding()  # we pad per length bucket
             tok.enable_truncation(max_length=config.max_tokens)
         except BaseException as exc:  # noqa: BLE001 - pyo3 panics are BaseExceptions
             _reraise_interrupts(exc)
-            raise ModelError(f"{source}: tokenizer.json cannot be read "
-                             f"({type(exc).__name__}: {str(exc)[:200]}); rebuild the model "
-                             "(edgevec model build NAME)") from None
+            raise ModelError(f"{source}: tokenizer.json cannot be set up "
+                             f"({type(exc).__name__}: {str(exc)[:200]})") from None
         self._tok = tok
         self._digest, self._threads, self._texts_done = digest, threads, 0
         self._session, facts = self._open_session(prepack=False)

@@ -1,12 +1,14 @@
 """The tokenizer gate: what a tokenizer.json may hold before the `tokenizers` library
-parses it, and the bounds every text is tokenized under.
+encodes a text with it, and the bounds every text is tokenized under.
 
 `tokenizers` runs its `Split` and `Replace` regexes with a backtracking engine, so a
 pattern such as `(.+)+\\d$` takes exponential time, and a failure inside the library
 surfaces as `pyo3_runtime.PanicException`, a BaseException that `except Exception` does
-not catch. The gate refuses regexes that backtrack without bound (a repeated group that
-itself repeats or alternates, backreferences), oversized vocabularies and files, and the
-embedder turns anything the library raises into `ModelError`.
+not catch. The gate bounds the file's size before the library parses it (its parser
+bounds nesting), then refuses regexes that backtrack without bound (a repeated group that
+itself repeats or alternates, backreferences) and oversized vocabularies, as the library
+parsed them (cheap: the components' own JSON, not the vocabulary's); the embedder turns
+anything the library raises into `ModelError`.
 """
 
 from __future__ import annotations
@@ -15,13 +17,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UnsafeModel
+from ..errors import ModelError, UnsafeModel
 
 MAX_TOKENIZER_BYTES = 256 << 20
-MAX_VOCAB = 1_000_000          # multilingual models have ~250k entries
-MAX_ADDED_TOKENS = 100_000
+MAX_VOCAB = 1_000_000          # with added tokens; multilingual models have ~250k
 MAX_PATTERN = 4096
-MAX_DEPTH = 64                 # nesting of the JSON (real files nest ~6 deep)
+MAX_DEPTH = 64                 # nesting of a component's JSON (real ones nest ~4 deep)
 # A text is cut to this many characters per token of max_tokens before tokenizing: far
 # more than max_tokens tokens take in any script, and it bounds the work of a regex.
 CHARS_PER_TOKEN = 64
@@ -207,35 +208,47 @@ def _walk(node: Any, source: str):
             todo.extend((v, depth + 1) for v in value if isinstance(v, (dict, list)))
 
 
-def check_tokenizer(data: bytes, source: str) -> None:
-    """Raise UnsafeModel unless tokenizer.json `data` passes the gate."""
+def load_tokenizer(data: bytes, source: str):
+    """A `tokenizers.Tokenizer` from tokenizer.json `data`, gated: the size checked before
+    parsing (the library's parser bounds nesting itself), then what can run at encode
+    time (the normalizer's and pre-tokenizer's regexes, as the library parsed them, so no
+    spelling of a key evades the check) and the vocabulary's size. UnsafeModel for a
+    rule broken, ModelError for a file the library cannot read."""
+    from tokenizers import Tokenizer
     if len(data) > MAX_TOKENIZER_BYTES:
         raise _refuse(source, "size", f"{len(data)} bytes is over {MAX_TOKENIZER_BYTES}")
     try:
-        tree = json.loads(data)
-    except RecursionError:
-        raise _refuse(source, "nesting", f"nests deeper than {MAX_DEPTH}") from None
-    except ValueError as exc:
-        raise _refuse(source, "encoding", f"not valid JSON ({exc})") from None
-    if not isinstance(tree, dict):
-        raise _refuse(source, "top level", "must be a JSON object")
-    model = tree.get("model")
-    if isinstance(model, dict):
-        for key, limit in (("vocab", MAX_VOCAB), ("merges", MAX_VOCAB)):
-            value = model.get(key)
-            if isinstance(value, (dict, list)) and len(value) > limit:
-                raise _refuse(source, f"model.{key}", f"{len(value)} entries is over {limit}")
-    added = tree.get("added_tokens")
-    if isinstance(added, list) and len(added) > MAX_ADDED_TOKENS:
-        raise _refuse(source, "added_tokens", f"{len(added)} entries is over "
-                      f"{MAX_ADDED_TOKENS}")
+        tok = Tokenizer.from_str(data.decode("utf-8"))
+    except BaseException as exc:  # noqa: BLE001 - pyo3 panics are BaseExceptions
+        if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+            raise
+        raise ModelError(f"{source}: tokenizer.json cannot be read ({type(exc).__name__}: "
+                         f"{str(exc)[:200]}); rebuild the model (edgevec model build NAME)"
+                         ) from None
+    vocab = tok.get_vocab_size(with_added_tokens=True)
+    if vocab > MAX_VOCAB:
+        raise _refuse(source, "vocabulary", f"{vocab} entries is over {MAX_VOCAB}")
+    for part in ("normalizer", "pre_tokenizer", "post_processor", "decoder"):
+        component = getattr(tok, part)
+        if component is not None:
+            check_component(component.__getstate__(), source, part)
+    return tok
+
+
+def check_component(state: bytes, source: str, part: str) -> None:
+    """Refuse a tokenizer component (its JSON, as `tokenizers` serialises it) holding a
+    regex that can backtrack without bound."""
+    try:
+        tree = json.loads(state)
+    except (ValueError, RecursionError):
+        raise _refuse(source, part, "cannot be read back") from None
     for node in _walk(tree, source):
         pattern = node.get("Regex")
         if pattern is None:
             continue
         if not isinstance(pattern, str):
-            raise _refuse(source, "regex", "a Regex pattern must be a string")
+            raise _refuse(source, f"{part} regex", "a Regex pattern must be a string")
         problem = regex_problem(pattern)
         if problem:
-            raise _refuse(source, f"regex {pattern!r:.80}", f"it can backtrack without "
-                          f"bound ({problem})")
+            raise _refuse(source, f"{part} regex {pattern!r:.80}", f"it can backtrack "
+                          f"without bound ({problem})")
