@@ -462,3 +462,14 @@ def test_a_fifo_in_a_model_directory_is_refused_not_waited_on(sandbox, part):
     os.mkfifo(d / part)
     with pytest.raises(edgevec.InvalidInput, match="FIFO"):
         edgevec.Embedder.load(str(d))
+
+
+def test_the_cli_answers_a_hostile_model_with_one_line_and_exit_1(sandbox, capsys):
+    """`edgevec search FILE QUERY` on a file whose model reads a local file: one line on
+    stderr naming the rule, exit code 1, no traceback."""
+    from edgevec import cli
+    path = planted_index(sandbox / "h.edgevec", graph_model(pooled(), [external_table()]))
+    assert cli.main(["search", str(path), "w1 w2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "external data" in err[0] and "Traceback" not in err[0]
+    assert cli.main(["info", str(path)]) == 0  # the header alone is fine to read
