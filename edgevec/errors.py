@@ -202,6 +202,14 @@ class MissingExtra(EdgevecError, ImportError):
         return type(self), (self.feature, self.extra)
 
 
+def reraise_interrupts(exc: BaseException) -> None:
+    """Ctrl-C and sys.exit pass through the handlers that turn a native library's failure
+    into an EdgevecError (pyo3 libraries such as `tokenizers` panic with a BaseException,
+    so those handlers catch BaseException)."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+        raise exc
+
+
 def from_os_error(exc: OSError, doing: str, fix: str, path=None) -> EdgevecError:
     """The EdgevecError for an OSError met while `doing` something: permission problems are
     AccessDenied, a missing file or folder InvalidInput, anything else (a full disk, an I/O

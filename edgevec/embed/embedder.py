@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgevecError, InvalidInput, ModelError, ModelMismatch, UnsafeModel
+from ..errors import (
+    EdgevecError,
+    InvalidInput,
+    ModelError,
+    ModelMismatch,
+    UnsafeModel,
+    reraise_interrupts,
+)
 from ..fileio import sha256_bytes
 from ..progress import Progress
 from .config import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, ModelConfig
@@ -80,13 +87,6 @@ def _check_integer_products(config: ModelConfig, source: str) -> None:
             "its vectors would differ from those of the machine that built the index. "
             "Rebuild the model (`edgevec model build minilm-l6 --variant dyn8 --force`, "
             "7-bit weights, exact everywhere) and the index, or use the int8 variant")
-
-
-def _reraise_interrupts(exc: BaseException) -> None:
-    """Ctrl-C and sys.exit pass through the handlers that turn a library's failure (which
-    for pyo3 libraries may be a BaseException) into ModelError."""
-    if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
-        raise exc
 
 
 def _read_regular(path: str, limit: int) -> bytes:
@@ -170,7 +170,7 @@ class Embedder:
             tok.no_padding()  # we pad per length bucket
             tok.enable_truncation(max_length=config.max_tokens)
         except BaseException as exc:  # noqa: BLE001 - pyo3 panics are BaseExceptions
-            _reraise_interrupts(exc)
+            reraise_interrupts(exc)
             raise ModelError(f"{source}: tokenizer.json cannot be set up "
                              f"({type(exc).__name__}: {str(exc)[:200]})") from None
         self._tok = tok
@@ -223,7 +223,7 @@ class Embedder:
         except EdgevecError:
             raise
         except BaseException as exc:  # noqa: BLE001 - onnxruntime raises its own classes
-            _reraise_interrupts(exc)
+            reraise_interrupts(exc)
             raise ModelError(f"{self.source}: model.onnx cannot be loaded ({str(exc)[:200]}); "
                              "rebuild it with `edgevec model build NAME`") from None
 
@@ -374,7 +374,7 @@ class Embedder:
         try:
             return self._tok.encode_batch(texts)
         except BaseException as exc:  # noqa: BLE001 - pyo3 panics are BaseExceptions
-            _reraise_interrupts(exc)
+            reraise_interrupts(exc)
             longest = max(map(len, texts), default=0)
             raise ModelError(f"model {self.name} ({self.source}): its tokenizer failed on "
                              f"{len(texts)} text(s) of up to {longest} characters "
@@ -396,7 +396,7 @@ class Embedder:
         try:
             y = self._session.run([self._output], feed)[0].astype(np.float32, copy=False)
         except BaseException as exc:  # noqa: BLE001 - onnxruntime raises its own classes
-            _reraise_interrupts(exc)
+            reraise_interrupts(exc)
             raise ModelError(f"model {self.name} ({self.source}) failed on a batch of "
                              f"{len(idx)} text(s) of up to {width} tokens "
                              f"({type(exc).__name__}: {str(exc)[:200]})") from None

@@ -72,12 +72,21 @@ def optimized_dir(sha256: str) -> str:
     return os.path.join(cache_root(), OPTIMIZED_DIR, f"{sha256[:32]}-ort{ort.__version__}")
 
 
+# cached graphs this process has gated, by (folder, graph size, mtime): an embedder opens
+# its session twice (unpacked, then prepacked), and the second open need not gate again
+_GATED: dict[tuple, ModelFacts] = {}
+
+
 def _cached_graph(final: str, allow_control_flow: bool) -> tuple[str, ModelFacts] | None:
     """The cached optimised graph in `final`, gated, and what the gate learnt of the
     model it was built from, or None if there is none."""
     graph = os.path.join(final, GRAPH_FILE)
     try:
         with open(graph, "rb") as f:
+            st = os.fstat(f.fileno())
+            key = (final, st.st_size, st.st_mtime_ns, allow_control_flow)
+            if key in _GATED:
+                return graph, _GATED[key]
             data = f.read()
     except OSError:
         return None
@@ -93,6 +102,7 @@ def _cached_graph(final: str, allow_control_flow: bool) -> tuple[str, ModelFacts
         weights = 0
     check_model(data, graph, external={WEIGHTS_FILE: weights},
                 allow_control_flow=allow_control_flow)
+    _GATED[key] = facts
     return graph, facts
 
 

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ModelError, UnsafeModel
+from ..errors import ModelError, UnsafeModel, reraise_interrupts
 
 MAX_TOKENIZER_BYTES = 256 << 20
 MAX_VOCAB = 1_000_000          # with added tokens; multilingual models have ~250k
@@ -220,8 +220,7 @@ def load_tokenizer(data: bytes, source: str):
     try:
         tok = Tokenizer.from_str(data.decode("utf-8"))
     except BaseException as exc:  # noqa: BLE001 - pyo3 panics are BaseExceptions
-        if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
-            raise
+        reraise_interrupts(exc)
         raise ModelError(f"{source}: tokenizer.json cannot be read ({type(exc).__name__}: "
                          f"{str(exc)[:200]}); rebuild the model (edgevec model build NAME)"
                          ) from None
