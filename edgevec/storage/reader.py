@@ -150,24 +150,30 @@ def read_directory_bytes(fd: int, slot: Slot, path) -> bytes:
     return b"".join(chunks)
 
 
-def open_regular(path) -> int:
-    """A read-only descriptor of `path`, refusing anything but a regular file: a FIFO or a
-    device would block the open or the reads (O_NONBLOCK keeps the open itself from
-    waiting for a FIFO's writer)."""
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+def open_regular(path, *, write: bool = False) -> int:
+    """A descriptor of `path` (read-only, or read-write for the writer), refusing anything
+    but a regular file: a FIFO or a device would block the open or the reads (O_NONBLOCK
+    keeps the open itself from waiting for a FIFO's writer)."""
+    action = "opening for writing" if write else "opening"
+    flags = ((os.O_RDWR if write else os.O_RDONLY) | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_BINARY", 0))
     try:
         fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
-        raise os_error(exc, path, "opening") from None
+        raise os_error(exc, path, action) from None
     try:
         mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotAnEdgevecFile(f"is {file_kind(mode)}, not an edgevec file ({action}); "
+                                   "pass the path of an index file", path=path)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
     except OSError as exc:
         os.close(fd)
-        raise os_error(exc, path, "opening") from None
-    if not stat.S_ISREG(mode):
+        raise os_error(exc, path, action) from None
+    except BaseException:
         os.close(fd)
-        raise NotAnEdgevecFile(f"is {file_kind(mode)}, not an edgevec file; pass the path of "
-                               "an index file", path=path)
+        raise
     return fd
 
 

@@ -13,16 +13,14 @@ import copy
 import errno
 import fcntl
 import os
-import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import EdgevecError, IndexStateError, LockedError, NotAnEdgevecFile, WriteFailed
+from ..errors import EdgevecError, IndexStateError, LockedError, WriteFailed
 from ..fileio import fsync_parent, remove_stale_temp_files, temp_path
-from ..paths import file_kind
 from .directory import Directory, Section, SegmentInfo
 from .layout import (
     ALIGN,
@@ -36,7 +34,7 @@ from .layout import (
     pack_preamble,
     pack_slot,
 )
-from .reader import Snapshot, os_error
+from .reader import Snapshot, open_regular, os_error
 
 # Every byte edgevec writes goes through this name, so tests can inject a full disk or a
 # crash at an exact byte.
@@ -168,30 +166,13 @@ def _lock(fd: int, path: str, timeout: float) -> None:
             time.sleep(0.02)
 
 
-def _open_regular(path: str) -> int:
-    """A read-write descriptor of the regular file `path`: opened with O_NONBLOCK, so a
-    FIFO cannot hang the call, and refused unless fstat says it is a regular file."""
-    try:
-        fd = os.open(path, os.O_RDWR | getattr(os, "O_NONBLOCK", 0)
-                     | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise os_error(exc, path, "opening for writing") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise NotAnEdgevecFile(f"is {file_kind(mode)}, not an edgevec file (opening for "
-                               "writing)", path=path)
-    os.set_blocking(fd, True)
-    return fd
-
-
 class Writer:
     """The single writer of an index file: holds an exclusive OS lock (flock) on it."""
 
     def __init__(self, path, *, lock_timeout: float = 0.0) -> None:
         self.path = os.fspath(path)
         while True:
-            fd = _open_regular(self.path)
+            fd = open_regular(self.path, write=True)
             try:
                 _lock(fd, self.path, lock_timeout)
                 # A compaction may have replaced the file between open and lock: then we
